@@ -1,0 +1,91 @@
+"""Model output -> score function, per SDE and training mode.
+
+Follows the parameterizations of Song et al. 2021 (score_sde):
+
+* VE, continuous: labels are sigma(t); the network output is the score (NCSN++
+  divides by sigma itself when `scale_by_sigma`).
+* VE, discrete (SMLD/NCSN): labels are the integer index round((T - t)(N - 1)) of
+  the *decreasing* sigma table; the network output is the score.
+* VP / sub-VP, continuous: labels are 999 t; the network predicts the noise z of
+  x_t = alpha x_0 + std z, so score = -output / std(t).
+* VP, discrete (DDPM): labels are the integer step t (N - 1); std is
+  sqrt(1 - alphabar_i).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from scorejax import sde as sde_lib
+
+Array = jax.Array
+
+
+def get_model_fn(model, variables: dict, *, train: bool = False,
+                 dropout_key: Array | None = None) -> Callable[[Array, Array], Array]:
+  """`model_fn(x, labels) -> output` for a flax module with `__call__(x, labels, train)`.
+
+  In training mode dropout draws from `dropout_key`; mutable collections are not
+  updated here (the losses handle model state explicitly).
+  """
+  def model_fn(x: Array, labels: Array) -> Array:
+    rngs = {"dropout": dropout_key} if (train and dropout_key is not None) else None
+    return model.apply(variables, x, labels, train=train, rngs=rngs)
+  return model_fn
+
+
+def labels_and_std(sde: sde_lib.SDE, t: Array, continuous: bool) -> tuple[Array, Array | None]:
+  """The network's conditioning labels at time t, and the std dividing its output.
+
+  Returns `std=None` where the output already is the score (VE).
+  """
+  if isinstance(sde, (sde_lib.VPSDE, sde_lib.subVPSDE)):
+    if continuous or isinstance(sde, sde_lib.subVPSDE):
+      labels = t * 999.0
+      std = sde.marginal_coeffs(t)[1]
+    else:
+      i = sde.timestep_index(t)
+      labels = i
+      std = jnp.sqrt(1.0 - sde.alphas_cumprod)[i]
+    return labels, std
+  if isinstance(sde, sde_lib.VESDE):
+    if continuous:
+      return sde.marginal_coeffs(t)[1], None
+    return jnp.round((sde.T - t) * (sde.N - 1)).astype(jnp.int32), None
+  raise NotImplementedError(f"no score parameterization for {type(sde).__name__}")
+
+
+def score_from_output(output: Array, std: Array | None) -> Array:
+  if std is None:
+    return output
+  return -output / std.reshape(std.shape + (1,) * (output.ndim - 1))
+
+
+def get_score_fn(sde: sde_lib.SDE, model, variables: dict, continuous: bool = True, *,
+                 train: bool = False, dropout_key: Array | None = None) -> Callable[[Array, Array], Array]:
+  """`score_fn(x, t)` approximating grad_x log p_t(x) from a trained network."""
+  model_fn = get_model_fn(model, variables, train=train, dropout_key=dropout_key)
+
+  def score_fn(x: Array, t: Array) -> Array:
+    labels, std = labels_and_std(sde, t, continuous)
+    return score_from_output(model_fn(x, labels), std)
+  return score_fn
+
+
+def get_ncsn_score_fn_sigma(model, variables: dict, sigmas: Any) -> Callable[[Array, Array], Array]:
+  """`score_fn_sigma(x, sigma)` for a noise-conditional network indexed by the sigma table.
+
+  NCSN/NCSNv2 condition on the index of sigma in the decreasing table `sigmas`;
+  the index nearest to each requested sigma (in log space) is used.
+  """
+  log_sigmas = jnp.log(jnp.asarray(sigmas))
+  model_fn = get_model_fn(model, variables, train=False)
+
+  def score_fn_sigma(x: Array, sigma: Array) -> Array:
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), (x.shape[0],))
+    labels = jnp.argmin(jnp.abs(jnp.log(sigma)[:, None] - log_sigmas[None, :]), axis=-1)
+    return model_fn(x, labels)
+  return score_fn_sigma
