@@ -1,0 +1,185 @@
+"""SDE coefficients, marginals, priors and discretizations against closed forms."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from scorejax import analytic
+from scorejax import sde as sde_lib
+
+SDES = {
+    "ve": sde_lib.VESDE(),
+    "vp": sde_lib.VPSDE(),
+    "subvp": sde_lib.subVPSDE(),
+}
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_marginals_solve_the_moment_odes(name):
+  """alpha(t), std(t) solve m' = f m and v' = 2 f v + g^2, the moment ODEs of dx = f x dt + g dw."""
+  sde = SDES[name]
+  v0 = sde.sigma_min**2 if name == "ve" else 0.0  # VE's marginal std is sigma(t), so v(0) = sigma_min^2
+
+  def rhs(t, y):
+    f = float(sde.drift_coeff(jnp.float32(t)))
+    g = float(sde.diffusion_coeff(jnp.float32(t)))
+    return [f * y[0], 2 * f * y[1] + g**2]
+
+  ts = np.array([0.05, 0.3, 0.7, 1.0])
+  sol = integrate.solve_ivp(rhs, (0.0, 1.0), [1.0, v0], t_eval=ts, rtol=1e-10, atol=1e-12)
+  alpha, std = sde.marginal_coeffs(jnp.asarray(ts, jnp.float32))
+  np.testing.assert_allclose(alpha, sol.y[0], rtol=1e-4)
+  np.testing.assert_allclose(std, np.sqrt(sol.y[1]), rtol=1e-4)
+
+
+def test_closed_forms():
+  t = jnp.array([0.0, 0.25, 1.0])
+  ve, vp, subvp = SDES["ve"], SDES["vp"], SDES["subvp"]
+  np.testing.assert_allclose(ve.marginal_coeffs(t)[1], 0.01 * 5000.0**np.array(t), rtol=1e-5)
+  lmc = -0.25 * np.array(t)**2 * 19.9 - 0.5 * np.array(t) * 0.1
+  np.testing.assert_allclose(vp.marginal_coeffs(t)[0], np.exp(lmc), rtol=1e-6)
+  np.testing.assert_allclose(vp.marginal_coeffs(t)[1], np.sqrt(1 - np.exp(2 * lmc)), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(subvp.marginal_coeffs(t)[1], 1 - np.exp(2 * lmc), rtol=1e-5, atol=1e-7)
+  x0 = jnp.ones((3, 4, 4, 1))
+  mean, std = vp.marginal_prob(x0, t)
+  assert mean.shape == x0.shape and std.shape == (3,)
+  np.testing.assert_allclose(mean[:, 0, 0, 0], np.exp(lmc), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_prior_logp_equals_scipy(name):
+  sde = SDES[name]
+  z = sde.prior_sampling(jax.random.key(0), (5, 3, 2))
+  want = stats.multivariate_normal(np.zeros(6), sde.prior_std**2 * np.eye(6)).logpdf(
+      np.asarray(z).reshape(5, 6))
+  np.testing.assert_allclose(sde.prior_logp(z), want, rtol=1e-5)
+  assert float(jnp.std(z)) == pytest.approx(sde.prior_std, rel=0.3)
+
+
+def test_discretizations_reproduce_ddpm_and_ncsn():
+  # DDPM (Ho et al. 2020, Sec. 4): beta_1 = 1e-4 to beta_T = 0.02, T = 1000, linear.
+  np.testing.assert_allclose(SDES["vp"].discrete_betas, np.linspace(1e-4, 0.02, 1000), rtol=1e-5)
+  # NCSN (Song & Ermon 2019, Sec. 5): L = 10 geometric levels from 1 to 0.01.
+  np.testing.assert_allclose(sde_lib.ncsn_sigmas(0.01, 1.0, 10), 10.0 ** -(np.arange(10) * 2 / 9),
+                             rtol=1e-10)
+  # The VE table is the same ladder, increasing: sigma_i = sigma(i / (N - 1)).
+  ve = SDES["ve"]
+  i = np.array([0, 1, 500, 999])
+  np.testing.assert_allclose(ve.discrete_sigmas[i], ve.sigma(jnp.asarray(i / 999.0)), rtol=1e-4)
+  np.testing.assert_allclose(ve.discrete_sigmas[::-1], sde_lib.ncsn_sigmas(0.01, 50.0, 1000), rtol=1e-5)
+
+
+def _simulate_chain(sde, x0, key, n_steps, time_of_step):
+  """Runs x <- x + f + G z over the forward discretization; returns x after each step."""
+  def step(x, inputs):
+    i, k = inputs
+    t = jnp.full((x.shape[0],), time_of_step(i))
+    f, g = sde.discretize(x, t)
+    x = x + f + g[:, None] * jax.random.normal(k, x.shape)
+    return x, x
+  _, xs = jax.lax.scan(step, x0, (jnp.arange(n_steps), jax.random.split(key, n_steps)))
+  return xs
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_forward_chain_matches_marginals(name):
+  """Monte-Carlo simulation of the discretized forward chain has the closed-form marginals."""
+  sde = SDES[name]
+  n = 20000
+  x0 = jnp.full((n, 1), 1.5)
+  if name == "subvp":  # Euler-Maruyama on t_i = i / N
+    xs = jax.jit(lambda k: _simulate_chain(sde, x0, k, sde.N, lambda i: i / sde.N))(jax.random.key(0))
+    t_after = (np.arange(sde.N) + 1) / sde.N
+    rtol = 0.02
+  else:  # SMLD / DDPM chains: step i sits at t_i = i / (N - 1)
+    xs = jax.jit(lambda k: _simulate_chain(sde, x0, k, sde.N, lambda i: i / (sde.N - 1)))(jax.random.key(0))
+    t_after = np.arange(sde.N) / (sde.N - 1)
+    rtol = 0.02
+  for i in [99, 499, 999]:
+    mean, std = sde.marginal_prob(x0[:1], jnp.array([t_after[i]], jnp.float32))
+    emp_mean = float(jnp.mean(xs[i]))
+    emp_std = float(jnp.std(xs[i]))
+    se_mean = float(std[0]) / math.sqrt(n)
+    assert abs(emp_mean - float(mean[0, 0])) < 4 * se_mean + 0.01 * abs(float(mean[0, 0])), (i, emp_mean, mean)
+    assert emp_std == pytest.approx(float(std[0]), rel=rtol + 4 / math.sqrt(2 * n)), (i, emp_std, std)
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_reverse_sde_and_probability_flow(name):
+  sde = SDES[name]
+  mix = analytic.imbalanced_mixture_2d()
+  score_fn = analytic.marginal_score_fn(mix, sde)
+  x = mix.sample(jax.random.key(1), 8)
+  t = jnp.linspace(0.1, 0.9, 8)
+  f, g = sde.sde(x, t)
+  s = score_fn(x, t)
+  rev_f, rev_g = sde.reverse(score_fn).sde(x, t)
+  np.testing.assert_allclose(rev_f, f - g[:, None]**2 * s, rtol=1e-6)
+  np.testing.assert_allclose(rev_g, g)
+  ode_f, ode_g = sde.reverse(score_fn, probability_flow=True).sde(x, t)
+  np.testing.assert_allclose(ode_f, f - 0.5 * g[:, None]**2 * s, rtol=1e-6)
+  np.testing.assert_allclose(ode_g, 0.0)
+  df, dg = sde.discretize(x, t)
+  rdf, rdg = sde.reverse(score_fn).discretize(x, t)
+  np.testing.assert_allclose(rdf, df - dg[:, None]**2 * s, rtol=1e-6)
+  np.testing.assert_allclose(rdg, dg)
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_probability_flow_preserves_marginals(name):
+  """The Fokker–Planck equation holds for the mixture marginals: d/dt log p_t = -div(f~) - f~ . grad log p_t.
+
+  With the exact score the probability-flow drift f~ transports p_t, so the continuity
+  equation checked pointwise by finite differences in t validates drift, diffusion,
+  marginals and score together.
+  """
+  sde = SDES[name]
+  mix = analytic.imbalanced_mixture_2d()
+  score_fn = analytic.marginal_score_fn(mix, sde)
+  log_p = analytic.marginal_log_prob_fn(mix, sde)
+  drift = lambda x, t: sde.reverse(score_fn, probability_flow=True).sde(x, t)[0]
+  x = mix.sample(jax.random.key(2), 6) * 1.3
+  for t0 in [0.2, 0.6]:
+    t = jnp.full((6,), t0)
+    dlogp_dt = jax.vmap(jax.grad(lambda ti, xi: log_p(xi[None], ti[None])[0]))(t, x)
+    div = jax.vmap(lambda xi, ti: jnp.trace(jax.jacfwd(lambda y: drift(y[None], ti[None])[0])(xi)))(x, t)
+    rhs = -div - jnp.sum(drift(x, t) * score_fn(x, t), axis=-1)
+    np.testing.assert_allclose(dlogp_dt, rhs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_public_functions_jit(name):
+  sde = SDES[name]
+  x = jnp.ones((4, 3))
+  t = jnp.full((4,), 0.5)
+  score_fn = lambda x, t: -x
+  for fn in [sde.sde, sde.marginal_prob, sde.discretize, sde.reverse(score_fn).sde,
+             sde.reverse(score_fn, True).discretize]:
+    a = jax.jit(fn)(x, t)
+    b = fn(x, t)
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6), a, b)
+  assert jax.jit(sde.prior_logp)(x).shape == (4,)
+  assert jax.jit(sde.prior_sampling, static_argnums=1)(jax.random.key(0), (2, 3)).shape == (2, 3)
+
+
+def test_sde_from_config():
+  config = ml_collections.ConfigDict({
+      "training": {"sde": "vpsde"},
+      "model": {"sigma_min": 0.01, "sigma_max": 50.0, "beta_min": 0.1, "beta_max": 20.0,
+                "num_scales": 1000}})
+  assert sde_lib.sde_from_config(config) == sde_lib.VPSDE()
+  config.training.sde = "vesde"
+  assert sde_lib.sde_from_config(config) == sde_lib.VESDE()
+  config.training.sde = "nope"
+  with pytest.raises(ValueError, match="training.sde"):
+    sde_lib.sde_from_config(config)
+
+
+def test_bad_shapes_are_reported():
+  with pytest.raises(ValueError, match=r"t of shape \(B,\)"):
+    SDES["vp"].marginal_prob(jnp.ones((4, 2)), jnp.ones((3,)))
