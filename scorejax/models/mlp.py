@@ -23,7 +23,6 @@ Equations", ICLR 2021.
 
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 import chex
@@ -31,33 +30,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from scorejax.models import layers
+
 Array = jax.Array
 
 EMBEDDING_TYPES = ("fourier", "positional")
-
-
-def sinusoidal_embedding(timesteps: Array, dim: int, max_positions: int = 10000) -> Array:
-  """DDPM's sinusoidal embedding (B,) -> (B, dim) (Vaswani et al. 2017, Sec. 3.5)."""
-  half = dim // 2
-  freqs = jnp.exp(-math.log(max_positions) * jnp.arange(half, dtype=jnp.float32) / (half - 1))
-  args = timesteps.astype(jnp.float32)[:, None] * freqs[None, :]
-  emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
-  return jnp.pad(emb, ((0, 0), (0, dim % 2)))
-
-
-class GaussianFourierFeatures(nn.Module):
-  """[sin(2 pi W x), cos(2 pi W x)] with fixed W ~ N(0, scale^2) (Tancik et al. 2020).
-
-  W is stored as a parameter (as in NCSN++) but never trained (stop_gradient).
-  """
-  dim: int
-  scale: float = 16.0
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    w = self.param("W", nn.initializers.normal(stddev=self.scale), (self.dim // 2,))
-    proj = x[:, None] * jax.lax.stop_gradient(w)[None, :] * 2 * jnp.pi
-    return jnp.concatenate([jnp.sin(proj), jnp.cos(proj)], axis=-1)
 
 
 class MLPScore(nn.Module):
@@ -92,9 +69,9 @@ class MLPScore(nn.Module):
     dim = h_BxD.shape[-1]
 
     if self.embedding_type == "fourier":
-      temb = GaussianFourierFeatures(self.nf, self.fourier_scale)(jnp.log(labels))
+      temb = layers.GaussianFourierProjection(self.nf // 2, self.fourier_scale)(jnp.log(labels))
     elif self.embedding_type == "positional":
-      temb = sinusoidal_embedding(labels, self.nf)
+      temb = layers.get_timestep_embedding(labels, self.nf)
     else:
       raise ValueError(f"embedding_type={self.embedding_type!r} is not one of {EMBEDDING_TYPES}")
     temb_BxF = nn.Dense(self.nf)(nn.silu(nn.Dense(self.nf)(temb)))

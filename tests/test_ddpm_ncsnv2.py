@@ -1,0 +1,182 @@
+"""DDPM and NCSNv2 ports against score_sde_pytorch (commit cb1f359f) fixtures.
+
+Fixtures live in ../../shared/fixtures/score_sde_pytorch (see its README): a
+perturbed state dict, an NCHW input, integer labels and the torch output of a
+shrunken config. Missing fixtures fail the tests rather than skipping them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from scorejax import models
+from scorejax import sde as sde_lib
+from scorejax.models import ncsnv2
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "score_sde_pytorch"
+NON_WEIGHTS = ("input_x", "input_labels", "input_t", "output")
+
+
+def load_fixture(name: str):
+  meta_path, npz_path = FIXTURES / f"{name}.json", FIXTURES / f"{name}.npz"
+  if not (meta_path.exists() and npz_path.exists()):
+    pytest.fail(f"missing fixture {name} under {FIXTURES}")
+  meta = json.loads(meta_path.read_text())
+  arrays = dict(np.load(npz_path))
+  state_dict = {k: v for k, v in arrays.items() if k not in NON_WEIGHTS}
+  return ml_collections.ConfigDict(meta["config"]), meta, state_dict, arrays
+
+
+def nhwc(x_nchw: np.ndarray) -> jax.Array:
+  return jnp.asarray(x_nchw.transpose(0, 2, 3, 1))
+
+
+def assert_close(y_nhwc: jax.Array, expected_nchw: np.ndarray, tol: float = 1e-4) -> None:
+  y = np.asarray(y_nhwc, dtype=np.float64).transpose(0, 3, 1, 2)
+  expected = expected_nchw.astype(np.float64)
+  assert y.shape == expected.shape
+  rel = np.linalg.norm(y - expected) / np.linalg.norm(expected)
+  err = np.abs(y - expected).max()
+  assert rel <= tol and err <= tol, f"relative L2 {rel:.2e}, max abs {err:.2e}"
+
+
+def get_config(name: str, arg: str = "") -> ml_collections.ConfigDict:
+  """`configs/<name>.py`'s config (imported here: `configs` is not an installed package)."""
+  return importlib.import_module(f"configs.{name}").get_config(arg)
+
+
+def param_count(tree) -> int:
+  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+
+
+def init_shapes(model, image_size: int, channels: int = 3):
+  x = jnp.zeros((1, image_size, image_size, channels))
+  labels = jnp.zeros((1,), jnp.int32)
+  return jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, x, labels, train=False))
+
+
+@pytest.fixture(scope="module", params=["vp_ddpm_cifar10", "ve_ncsnv2_cifar10"])
+def converted(request):
+  config, meta, state_dict, arrays = load_fixture(request.param)
+  model = models.get_model(config)
+  # Released checkpoints carry DataParallel's 'module.' prefix.
+  variables = models.from_score_sde_pytorch({f"module.{k}": v for k, v in state_dict.items()}, config)
+  return config, meta, state_dict, arrays, model, variables
+
+
+def test_every_torch_key_is_consumed(converted):
+  config, meta, state_dict, _, _, variables = converted
+  weights = {k: v for k, v in state_dict.items() if k != "sigmas"}
+  leaves = jax.tree_util.tree_leaves(variables)
+  # `convert` rejects unknown keys and duplicate targets, so equal counts mean a bijection.
+  assert len(leaves) == len(weights)
+  assert param_count(variables) == sum(v.size for v in weights.values())
+  assert param_count(variables) == meta["param_count"]["parameters"]
+  assert all(leaf.dtype == jnp.float32 for leaf in leaves)
+
+
+def test_converted_tree_matches_init(converted):
+  config, _, _, _, model, variables = converted
+  shapes = init_shapes(model, config.data.image_size, config.data.num_channels)
+  assert jax.tree_util.tree_structure(shapes) == jax.tree_util.tree_structure(variables)
+  mismatched = [jax.tree_util.keystr(path) for path, (a, b) in jax.tree_util.tree_leaves_with_path(
+      jax.tree_util.tree_map(lambda a, b: (a.shape, b.shape), shapes, variables,
+                             is_leaf=lambda x: hasattr(x, "shape")),
+      is_leaf=lambda x: isinstance(x, tuple)) if a != b]
+  assert not mismatched
+
+
+def test_output_matches_torch(converted):
+  _, _, _, arrays, model, variables = converted
+  labels = jnp.asarray(arrays["input_labels"].astype(np.int32))
+  y = model.apply(variables, nhwc(arrays["input_x"]), labels, train=False)
+  assert_close(y, arrays["output"])
+
+
+@pytest.mark.parametrize("config_name,reference", [
+    ("ddpm_cifar10", "vp/ddpm/cifar10"),
+    ("ncsnv2_cifar10", "ve/ncsnv2/cifar10"),
+])
+def test_full_size_parameter_counts(config_name, reference):
+  counts = json.loads((FIXTURES / "param_counts.json").read_text())["models"]
+  config = get_config(config_name)
+  assert config.model.name == counts[reference]["model_name"]
+  shapes = init_shapes(models.get_model(config), config.data.image_size)  # abstract: nothing allocated
+  assert param_count(shapes) == counts[reference]["parameters"]
+
+
+@pytest.mark.parametrize("config_name", ["ddpm_cifar10", "ncsnv2_cifar10"])
+def test_smoke_config_init_and_apply(config_name):
+  config = get_config(config_name, "smoke")
+  model = models.get_model(config)
+  s, c = config.data.image_size, config.data.num_channels
+  x = jax.random.uniform(jax.random.key(1), (2, s, s, c))
+  labels = jnp.array([3, 17], jnp.int32)
+  variables = model.init({"params": jax.random.key(0)}, x, labels, train=False)
+  y_eval = model.apply(variables, x, labels, train=False)
+  y_train = model.apply(variables, x, labels, train=True, rngs={"dropout": jax.random.key(2)})
+  assert y_eval.shape == x.shape and y_train.shape == x.shape
+  assert np.isfinite(np.asarray(y_eval)).all() and np.isfinite(np.asarray(y_train)).all()
+  if config.model.name == "ddpm":  # dropout is active only in training mode
+    assert np.abs(np.asarray(y_eval) - np.asarray(y_train)).max() > 0
+  else:  # NCSNv2 has no dropout
+    np.testing.assert_array_equal(y_eval, y_train)
+
+
+@pytest.mark.parametrize("name,image_size", [("ncsnv2_128", 128), ("ncsnv2_256", 256)])
+def test_larger_ncsnv2_shapes(name, image_size):
+  config = get_config("ncsnv2_cifar10")
+  config.model.name = name
+  config.model.nf = 8
+  config.data.image_size = image_size
+  model = models.get_model(config)
+  x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+  labels = jax.ShapeDtypeStruct((1,), jnp.int32)
+  variables = jax.eval_shape(lambda x, l: model.init({"params": jax.random.key(0)}, x, l, train=False),
+                             x, labels)
+  y = jax.eval_shape(lambda v, x, l: model.apply(v, x, l, train=False), variables, x, labels)
+  assert y.shape == x.shape
+  levels = len(ncsnv2.VARIANTS[name]["ch_mult"])
+  assert {f"level{i}_refine" for i in range(levels)} <= set(variables["params"])
+
+
+def test_ddpm_score_fn_uses_integer_timesteps():
+  """VP discrete: labels are the integer step i, score = -eps_theta / sqrt(1 - alphabar_i)."""
+  config, _, state_dict, arrays = load_fixture("vp_ddpm_cifar10")
+  model = models.get_model(config)
+  variables = models.from_score_sde_pytorch(state_dict, config)
+  sde = sde_lib.VPSDE(beta_min=config.model.beta_min, beta_max=config.model.beta_max,
+                      N=config.model.num_scales)
+  steps = arrays["input_labels"].astype(np.int64)  # [500, 899]
+  t = jnp.asarray(steps / (sde.N - 1), jnp.float32)
+  score = models.get_score_fn(sde, model, variables, continuous=False)(nhwc(arrays["input_x"]), t)
+  betas = np.linspace(sde.beta_min / sde.N, sde.beta_max / sde.N, sde.N)
+  std = np.sqrt(1.0 - np.cumprod(1.0 - betas))[steps]
+  assert_close(score, -arrays["output"] / std[:, None, None, None])
+
+
+def test_ncsnv2_score_fns_index_the_decreasing_sigma_table():
+  """VE discrete: labels round((T - t)(N - 1)) index sigmas = exp(linspace(log max, log min, N))."""
+  config, _, state_dict, arrays = load_fixture("ve_ncsnv2_cifar10")
+  model = models.get_model(config)
+  variables = models.from_score_sde_pytorch(state_dict, config)
+  x = nhwc(arrays["input_x"])
+  sde = sde_lib.sde_from_config(config)
+  score = models.get_score_fn(sde, model, variables, continuous=False)(
+      x, jnp.asarray(arrays["input_t"]))  # t = [0.5, 0.9] -> labels [116, 23]
+  assert_close(score, arrays["output"])
+
+  sigmas = sde_lib.ncsn_sigmas(config.model.sigma_min, config.model.sigma_max, config.model.num_scales)
+  np.testing.assert_allclose(sigmas, state_dict["sigmas"], rtol=1e-6)
+  assert sigmas[0] > sigmas[-1]
+  score_fn_sigma = models.get_ncsn_score_fn_sigma(model, variables, sigmas)
+  labels = arrays["input_labels"].astype(np.int64)
+  assert_close(score_fn_sigma(x, jnp.asarray(sigmas[labels], jnp.float32)), arrays["output"])
