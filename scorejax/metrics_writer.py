@@ -1,0 +1,60 @@
+"""Host-side run logging: JSONL metrics, TensorBoard scalars and images, PNG grids.
+
+Only process 0 writes; other processes get a writer whose methods do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Mapping
+
+import numpy as np
+
+from scorejax import plots
+
+
+class MetricsWriter:
+  """Writes `workdir/metrics.jsonl` and TensorBoard events under `workdir/tensorboard`."""
+
+  def __init__(self, workdir: str, *, enabled: bool = True):
+    self.enabled = enabled
+    self.workdir = workdir
+    self._tb = None
+    self._jsonl = None
+    if enabled:
+      os.makedirs(workdir, exist_ok=True)
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+      try:
+        from tensorboardX import SummaryWriter
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      except ImportError:  # TensorBoard events are optional; JSONL always works
+        self._tb = None
+
+  def scalars(self, step: int, values: Mapping[str, float]) -> None:
+    if not self.enabled:
+      return
+    values = {k: float(v) for k, v in values.items()}
+    self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **values}) + "\n")
+    if self._tb is not None:
+      for k, v in values.items():
+        self._tb.add_scalar(k, v, int(step))
+
+  def image_grid(self, step: int, name: str, images: np.ndarray, path: str) -> None:
+    """Saves images in [0, 1] as a PNG grid at `path` and as a TensorBoard image."""
+    if not self.enabled:
+      return
+    plots.save_image_grid(images, path)
+    if self._tb is not None:
+      self._tb.add_image(name, plots.image_grid(images), int(step), dataformats="HWC")
+
+  def flush(self) -> None:
+    if self.enabled and self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self.enabled:
+      if self._tb is not None:
+        self._tb.close()
+      self._jsonl.close()

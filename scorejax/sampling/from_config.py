@@ -1,0 +1,46 @@
+"""The sampler a config asks for (`config.sampling.*`, score_sde's field names)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+
+from scorejax import sde as sde_lib
+from scorejax.sampling.ode import ode_sample
+from scorejax.sampling.pc import pc_sample
+
+Array = jax.Array
+SAMPLING_METHODS = ("pc", "ode")
+
+
+def _none_or_name(name: str | None) -> str | None:
+  return None if name is None or str(name).lower() == "none" else str(name)
+
+
+def get_sampling_fn(config, sde: sde_lib.SDE, shape: tuple[int, ...], *, eps: float = 1e-3
+                    ) -> Callable[[Array, Callable[[Array, Array], Array]], tuple[Array, Array]]:
+  """`sample(key, score_fn) -> (x, nfe)` per `config.sampling.method` ('pc' or 'ode').
+
+  Reads `sampling.predictor`, `corrector`, `snr`, `n_steps_each`, `noise_removal`
+  (PC) and `sampling.rtol` / `atol` (ODE, default 1e-5).
+  """
+  s = config.sampling
+  method = str(s.method).lower()
+  if method == "pc":
+    sampler = functools.partial(
+        pc_sample, predictor=_none_or_name(s.predictor), corrector=_none_or_name(s.corrector),
+        snr=float(s.snr), n_corrector_steps=int(s.n_steps_each), eps=eps,
+        denoise=bool(s.noise_removal))
+  elif method == "ode":
+    sampler = functools.partial(ode_sample, rtol=float(s.get("rtol", 1e-5)),
+                                atol=float(s.get("atol", 1e-5)), eps=eps,
+                                denoise=bool(s.noise_removal))
+  else:
+    raise ValueError(f"config.sampling.method={s.method!r} is not one of {SAMPLING_METHODS}")
+
+  def sample(key: Array, score_fn) -> tuple[Array, Array]:
+    return sampler(key, sde, score_fn, shape)
+
+  return sample
