@@ -17,26 +17,12 @@ import ml_collections
 import numpy as np
 import pytest
 
+from fixture_utils import SCORE_SDE_FIXTURES, load_score_sde_fixture, nhwc
 from scorejax import models
 from scorejax import sde as sde_lib
 from scorejax.models import ncsnv2
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "score_sde_pytorch"
-NON_WEIGHTS = ("input_x", "input_labels", "input_t", "output")
-
-
-def load_fixture(name: str):
-  meta_path, npz_path = FIXTURES / f"{name}.json", FIXTURES / f"{name}.npz"
-  if not (meta_path.exists() and npz_path.exists()):
-    pytest.fail(f"missing fixture {name} under {FIXTURES}")
-  meta = json.loads(meta_path.read_text())
-  arrays = dict(np.load(npz_path))
-  state_dict = {k: v for k, v in arrays.items() if k not in NON_WEIGHTS}
-  return ml_collections.ConfigDict(meta["config"]), meta, state_dict, arrays
-
-
-def nhwc(x_nchw: np.ndarray) -> jax.Array:
-  return jnp.asarray(x_nchw.transpose(0, 2, 3, 1))
+FIXTURES = SCORE_SDE_FIXTURES
 
 
 def assert_close(y_nhwc: jax.Array, expected_nchw: np.ndarray, tol: float = 1e-4) -> None:
@@ -65,7 +51,7 @@ def init_shapes(model, image_size: int, channels: int = 3):
 
 @pytest.fixture(scope="module", params=["vp_ddpm_cifar10", "ve_ncsnv2_cifar10"])
 def converted(request):
-  config, meta, state_dict, arrays = load_fixture(request.param)
+  config, meta, state_dict, arrays = load_score_sde_fixture(request.param)
   model = models.get_model(config)
   # Released checkpoints carry DataParallel's 'module.' prefix.
   variables = models.from_score_sde_pytorch({f"module.{k}": v for k, v in state_dict.items()}, config)
@@ -150,7 +136,7 @@ def test_larger_ncsnv2_shapes(name, image_size):
 
 def test_ddpm_score_fn_uses_integer_timesteps():
   """VP discrete: labels are the integer step i, score = -eps_theta / sqrt(1 - alphabar_i)."""
-  config, _, state_dict, arrays = load_fixture("vp_ddpm_cifar10")
+  config, _, state_dict, arrays = load_score_sde_fixture("vp_ddpm_cifar10")
   model = models.get_model(config)
   variables = models.from_score_sde_pytorch(state_dict, config)
   sde = sde_lib.VPSDE(beta_min=config.model.beta_min, beta_max=config.model.beta_max,
@@ -165,7 +151,7 @@ def test_ddpm_score_fn_uses_integer_timesteps():
 
 def test_ncsnv2_score_fns_index_the_decreasing_sigma_table():
   """VE discrete: labels round((T - t)(N - 1)) index sigmas = exp(linspace(log max, log min, N))."""
-  config, _, state_dict, arrays = load_fixture("ve_ncsnv2_cifar10")
+  config, _, state_dict, arrays = load_score_sde_fixture("ve_ncsnv2_cifar10")
   model = models.get_model(config)
   variables = models.from_score_sde_pytorch(state_dict, config)
   x = nhwc(arrays["input_x"])

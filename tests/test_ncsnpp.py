@@ -18,14 +18,14 @@ import ml_collections
 import numpy as np
 import pytest
 
+from fixture_utils import SCORE_SDE_FIXTURES, load_score_sde_fixture, nhwc
 from scorejax import models
 from scorejax.models import convert as convert_lib
 from scorejax.models import layers, ncsnpp
 from scorejax.models import up_or_down_sampling as updown
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "score_sde_pytorch"
-NON_WEIGHTS = ("input_x", "input_labels", "input_t", "output")
+FIXTURES = SCORE_SDE_FIXTURES
 NCSNPP_FIXTURES = ["ve_cifar10_ncsnpp_continuous", "vp_cifar10_ddpmpp_continuous",
                    "ve_celebahq256_ncsnpp_continuous"]
 # scorejax config -> the reference config whose full-size count param_counts.json gives.
@@ -38,20 +38,6 @@ FULL_CONFIGS = {
     # Not in param_counts.json; the same network as vp_cifar10_deep.
     "subvp_cifar10_deep": "vp/cifar10_ddpmpp_deep_continuous",
 }
-
-
-def load_fixture(name: str):
-  meta_path, npz_path = FIXTURES / f"{name}.json", FIXTURES / f"{name}.npz"
-  if not (meta_path.exists() and npz_path.exists()):
-    pytest.fail(f"missing fixture {name} under {FIXTURES}")
-  meta = json.loads(meta_path.read_text())
-  arrays = dict(np.load(npz_path))
-  state_dict = {k: v for k, v in arrays.items() if k not in NON_WEIGHTS}
-  return ml_collections.ConfigDict(meta["config"]), meta, state_dict, arrays
-
-
-def nhwc(x_nchw: np.ndarray) -> jax.Array:
-  return jnp.asarray(x_nchw.transpose(0, 2, 3, 1))
 
 
 def flat_shapes(tree) -> dict[str, tuple]:
@@ -74,7 +60,7 @@ def count(tree) -> int:
 
 @pytest.mark.parametrize("name", NCSNPP_FIXTURES)
 def test_matches_score_sde_pytorch(name):
-  config, meta, state_dict, arrays = load_fixture(name)
+  config, meta, state_dict, arrays = load_score_sde_fixture(name)
   assert meta["reference_commit"].startswith("cb1f359f")
   model = models.get_model(config)
   assert isinstance(model, ncsnpp.NCSNpp)
@@ -91,7 +77,7 @@ def test_matches_score_sde_pytorch(name):
 
 @pytest.mark.parametrize("name", NCSNPP_FIXTURES)
 def test_conversion_consumes_every_weight(name):
-  config, meta, state_dict, _ = load_fixture(name)
+  config, meta, state_dict, _ = load_score_sde_fixture(name)
   model = models.get_model(config)
   variables = models.from_score_sde_pytorch(state_dict, config)
   expected = abstract_init(model, config.data.image_size, config.data.num_channels)
@@ -106,7 +92,7 @@ def test_conversion_consumes_every_weight(name):
 
 
 def test_conversion_accepts_module_prefix_and_rejects_strangers():
-  config, _, state_dict, _ = load_fixture("vp_cifar10_ddpmpp_continuous")
+  config, _, state_dict, _ = load_score_sde_fixture("vp_cifar10_ddpmpp_continuous")
   prefixed = {f"module.{k}": v for k, v in state_dict.items()}
   a = models.from_score_sde_pytorch(prefixed, config)
   b = models.from_score_sde_pytorch(state_dict, config)
@@ -120,7 +106,7 @@ def test_conversion_accepts_module_prefix_and_rejects_strangers():
 
 
 def test_load_state_dict_npz_and_ema_mapping(tmp_path):
-  _, _, state_dict, _ = load_fixture("ve_cifar10_ncsnpp_continuous")
+  _, _, state_dict, _ = load_score_sde_fixture("ve_cifar10_ncsnpp_continuous")
   path = tmp_path / "sd.npz"
   np.savez(path, **{f"module.{k}": v for k, v in state_dict.items()})
   loaded = convert_lib.load_state_dict(path)
