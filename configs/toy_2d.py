@@ -50,7 +50,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.data = data = ml_collections.ConfigDict()
   data.dataset = "TOY2D"
   data.toy_name = "imbalanced_mixture"
-  data.centered = True              # toy data are used as they are (no [0,1] scaling)
+  data.centered = False             # identity scaler: toy data are used as they are
   data.random_flip = False
   data.uniform_dequantization = False
   data.image_size = 0

@@ -53,6 +53,14 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
   manager.wait_until_finished()
 
 
+def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+  """Restores the checkpoint saved at `step` (FileNotFoundError listing the steps if absent)."""
+  if step not in manager.all_steps():
+    raise FileNotFoundError(f"no checkpoint for step {step} in {manager.directory}; "
+                            f"available: {sorted(manager.all_steps())}")
+  return manager.restore(int(step), args=ocp.args.StandardRestore(abstract_state))
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple[Any, int] | None:
   """Restores the newest readable checkpoint; falls back to older ones if it is corrupt.
 

@@ -110,6 +110,36 @@ def save_snapshot_samples(config, c: Components, state: TrainState, step: int, w
   return path
 
 
+def load_state(config, workdir: str, step: int | None = None, *, untrained: bool = False
+               ) -> tuple[Components, TrainState, int]:
+  """Components and the state saved in `workdir` at `step` (default: the newest readable).
+
+  With `untrained`, the freshly initialized state (step 0) instead — a baseline for
+  evaluations.
+  """
+  c = build_components(config)
+  continuous = bool(config.training.continuous)
+  mesh = parallel.data_mesh()
+  init_key = jax.random.fold_in(jax.random.key(int(config.seed)), 0)
+  state = jax.jit(lambda k: init_state(c, k, continuous),
+                  out_shardings=parallel.replicated(mesh))(init_key)
+  if untrained:
+    return c, state, 0
+  manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
+                                    snapshot_freq=int(config.training.snapshot_freq))
+  try:
+    if step is None:
+      restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state))
+      if restored is None:
+        raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints; train first with --mode=train")
+      state, step = restored
+    else:
+      state = checkpoint.restore_step(manager, step, checkpoint.abstract_like(state))
+  finally:
+    manager.close()
+  return c, state, int(step)
+
+
 def _write_config(config, workdir: str) -> None:
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
