@@ -60,9 +60,14 @@ def _mixture_sampler(mix: analytic.GaussianMixture) -> Callable[[Array, int], Ar
   return mix.sample
 
 
+# Toy sets that are Gaussian mixtures, so their exact scores are known (`analytic`).
+ANALYTIC_2D: Mapping[str, Callable[[], analytic.GaussianMixture]] = {
+    "imbalanced_mixture": analytic.imbalanced_mixture_2d,
+    "eight_gaussians": analytic.eight_gaussians,
+}
+
 TOY_2D: Mapping[str, Callable[[Array, int], Array]] = {
-    "imbalanced_mixture": _mixture_sampler(analytic.imbalanced_mixture_2d()),
-    "eight_gaussians": _mixture_sampler(analytic.eight_gaussians()),
+    **{name: _mixture_sampler(make()) for name, make in ANALYTIC_2D.items()},
     "two_moons": sample_two_moons,
     "rings": sample_rings,
     "checkerboard": sample_checkerboard,

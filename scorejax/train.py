@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from scorejax import checkpoint, data, losses, models, optim, parallel
+from scorejax import checkpoint, data, figures, losses, models, optim, parallel
 from scorejax import sde as sde_lib
 from scorejax.metrics_writer import MetricsWriter
 from scorejax.sampling import get_sampling_fn
@@ -104,8 +104,8 @@ def save_snapshot_samples(config, c: Components, state: TrainState, step: int, w
     if len(c.data_shape) == 3:
       writer.image_grid(step, "samples", x, path)
     else:
-      from scorejax import plots
-      plots.save_scatter_2d(x.reshape(n, -1)[:, :2], path, title=f"step {step}")
+      figures.write_2d_figures(config, c, ema_score_fn(c, state, bool(config.training.continuous)),
+                               x.reshape(n, -1)[:, :2], step, path)
     np.save(path[:-4] + ".npy", x)
   return path
 
@@ -141,8 +141,12 @@ def load_state(config, workdir: str, step: int | None = None, *, untrained: bool
 
 
 def _write_config(config, workdir: str) -> None:
-  if jax.process_index() == 0:
+  try:
     os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise OSError(f"cannot create --workdir={workdir!r} ({e.strerror}); choose a writable "
+                  "directory") from e
+  if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 

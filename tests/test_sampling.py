@@ -185,3 +185,21 @@ def test_bad_sampler_names():
     pc_sample(jax.random.key(0), SDES["vp"], lambda x, t: -x, (2, 2), corrector="hmc")
   with pytest.raises(ValueError, match="unknown ODE solver"):
     ode_sample(jax.random.key(0), SDES["vp"], lambda x, t: -x, (2, 2), solver="rk45")
+
+
+def test_pc_trajectory_ends_where_pc_sample_ends():
+  from scorejax.sampling import pc_trajectory
+  mix = analytic.imbalanced_mixture_2d()
+  sde = SDES["ve"]
+  score_fn = analytic.marginal_score_fn(mix, sde)
+  key = jax.random.key(5)
+  frames, ts = jax.jit(lambda k: pc_trajectory(k, sde, score_fn, (64, 2), n_frames=5,
+                                               n_steps=100))(key)
+  x, _ = pc_sample(key, sde, score_fn, (64, 2), n_steps=100)
+  assert frames.shape == (6, 64, 2) and ts.shape == (6,)
+  np.testing.assert_allclose(frames[-1], x, rtol=1e-5, atol=1e-5)
+  assert float(ts[0]) == 1.0 and float(ts[-1]) == pytest.approx(1e-3)
+  # The prior frame is wide (sigma_max = 50), the last one has the data's scale.
+  assert float(jnp.std(frames[0])) > 20 and float(jnp.std(frames[-1])) < 2
+  with pytest.raises(ValueError, match="multiple of n_frames"):
+    pc_trajectory(key, sde, score_fn, (4, 2), n_frames=7, n_steps=100)

@@ -13,34 +13,22 @@ from scorejax.sampling.correctors import get_corrector
 from scorejax.sampling.predictors import get_predictor
 
 Array = jax.Array
+ScoreFn = Callable[[Array, Array], Array]
 
 
-def pc_sample(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Array], Array],
-              shape: tuple[int, ...], *, predictor: str | None = "reverse_diffusion",
-              corrector: str | None = "langevin", snr: float = 0.16, n_corrector_steps: int = 1,
-              n_steps: int | None = None, eps: float = 1e-3,
-              denoise: bool = True) -> tuple[Array, int]:
-  """Samples `shape` (batch included) by alternating corrector and predictor steps.
+def _is_set(name: str | None) -> bool:
+  return name is not None and name.lower() != "none"
 
-  Time runs over N = `n_steps` (default `sde.N`) points linspace(T, eps, N); at each,
-  `n_corrector_steps` corrector steps, then one predictor step, all inside one
-  `lax.scan`. With `denoise`, the last predictor step's noise is left out (its
-  mean is returned), as in the reference "noise removal".
 
-  Returns (samples, nfe) with nfe the score evaluations per sample.
-  """
+def _pc_parts(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int, ...], *,
+              predictor, corrector, snr, n_corrector_steps, n_steps, eps):
+  """(sde, step function, x_T, per-step inputs, nfe) shared by the PC samplers."""
   if n_steps is not None and n_steps != sde.N:
     sde = dataclasses.replace(sde, N=int(n_steps))
   predictor_fn = get_predictor(predictor)
   corrector_fn = get_corrector(corrector)
-  has_predictor = predictor is not None and predictor.lower() != "none"
-  has_corrector = corrector is not None and corrector.lower() != "none"
-  if not (has_predictor or has_corrector):
+  if not (_is_set(predictor) or _is_set(corrector)):
     raise ValueError("pc_sample needs a predictor or a corrector (both are None)")
-
-  key_init, key_steps = jax.random.split(key)
-  x = sde.prior_sampling(key_init, shape)
-  timesteps = jnp.linspace(sde.T, eps, sde.N)
 
   def step(carry, inputs):
     x, _ = carry
@@ -51,7 +39,55 @@ def pc_sample(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Array], A
     x, x_mean = predictor_fn(k_pred, sde, score_fn, x, t)
     return (x, x_mean), None
 
-  keys = jax.random.split(key_steps, sde.N)
-  (x, x_mean), _ = jax.lax.scan(step, (x, x), (timesteps, keys))
-  nfe = sde.N * (int(has_predictor) + n_corrector_steps * int(has_corrector))
+  key_init, key_steps = jax.random.split(key)
+  x_T = sde.prior_sampling(key_init, shape)
+  inputs = (jnp.linspace(sde.T, eps, sde.N), jax.random.split(key_steps, sde.N))
+  nfe = sde.N * (int(_is_set(predictor)) + n_corrector_steps * int(_is_set(corrector)))
+  return sde, step, x_T, inputs, nfe
+
+
+def pc_sample(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int, ...], *,
+              predictor: str | None = "reverse_diffusion", corrector: str | None = "langevin",
+              snr: float = 0.16, n_corrector_steps: int = 1, n_steps: int | None = None,
+              eps: float = 1e-3, denoise: bool = True) -> tuple[Array, int]:
+  """Samples `shape` (batch included) by alternating corrector and predictor steps.
+
+  Time runs over N = `n_steps` (default `sde.N`) points linspace(T, eps, N); at each,
+  `n_corrector_steps` corrector steps, then one predictor step, all inside one
+  `lax.scan`. With `denoise`, the last predictor step's noise is left out (its
+  mean is returned), as in the reference "noise removal".
+
+  Returns (samples, nfe) with nfe the score evaluations per sample.
+  """
+  _, step, x_T, inputs, nfe = _pc_parts(
+      key, sde, score_fn, shape, predictor=predictor, corrector=corrector, snr=snr,
+      n_corrector_steps=n_corrector_steps, n_steps=n_steps, eps=eps)
+  (x, x_mean), _ = jax.lax.scan(step, (x_T, x_T), inputs)
   return (x_mean if denoise else x), nfe
+
+
+def pc_trajectory(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int, ...], *,
+                  n_frames: int = 10, predictor: str | None = "reverse_diffusion",
+                  corrector: str | None = "langevin", snr: float = 0.16,
+                  n_corrector_steps: int = 1, n_steps: int | None = None,
+                  eps: float = 1e-3) -> tuple[Array, Array]:
+  """The PC sampler's path: (frames (n_frames + 1, *shape), their times (n_frames + 1,)).
+
+  Frame 0 is x_T; frame j the denoised state after j N / n_frames steps, so the last
+  frame is `pc_sample`'s output with the same key. N must be a multiple of `n_frames`.
+  """
+  sde, step, x_T, (ts, keys), _ = _pc_parts(
+      key, sde, score_fn, shape, predictor=predictor, corrector=corrector, snr=snr,
+      n_corrector_steps=n_corrector_steps, n_steps=n_steps, eps=eps)
+  if sde.N % n_frames:
+    raise ValueError(f"the number of steps ({sde.N}) must be a multiple of n_frames={n_frames}")
+  chunk = sde.N // n_frames
+
+  def run_chunk(carry, inputs):
+    carry, _ = jax.lax.scan(step, carry, inputs)
+    return carry, carry[1]
+
+  chunked = (ts.reshape(n_frames, chunk), keys.reshape((n_frames, chunk) + keys.shape[1:]))
+  _, frames = jax.lax.scan(run_chunk, (x_T, x_T), chunked)
+  frame_times = jnp.concatenate([jnp.array([sde.T]), ts.reshape(n_frames, chunk)[:, -1]])
+  return jnp.concatenate([x_T[None], frames]), frame_times
