@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from scorejax import sde as sde_lib
+from scorejax.solvers import evaluations_per_solve, get_solver
 
 Array = jax.Array
 ScoreFn = Callable[[Array, Array], Array]
@@ -100,29 +101,6 @@ DIVERGENCES: Mapping[str, tuple[DivergenceFn, Callable | None]] = {
     "exact": (exact_divergence, None),
 }
 
-# Explicit Runge-Kutta solvers with an embedded error estimate (adaptive steps).
-SOLVERS: Mapping[str, type[diffrax.AbstractERK]] = {
-    "tsit5": diffrax.Tsit5,
-    "dopri5": diffrax.Dopri5,
-}
-
-
-def _evaluations_per_solve(solver: diffrax.AbstractERK, num_steps: Array) -> Array:
-  """Number of vector-field evaluations diffrax makes in `num_steps` attempted steps.
-
-  An s-stage explicit RK step costs s evaluations, minus one on every step but the
-  first for first-same-as-last tableaus (Tsit5, Dopri5: 7 stages, so 7 on the first
-  step and 6 after). Rejected steps count as attempted steps and cost the same. We
-  pass `dt0` explicitly, so no evaluations are spent on initial step selection.
-  tests/test_likelihood.py checks this count against a counter in the score function.
-  """
-  tableau = solver.tableau
-  stages = len(tableau.c) + 1
-  if not tableau.fsal:
-    return stages * num_steps
-  return (stages - 1) * num_steps + jnp.where(num_steps > 0, 1, 0)
-
-
 def _max_per_example_rms(state: tuple[Array, Array]) -> Array:
   """Step-size-control norm: RMS over each example's (x, delta), max over the batch.
 
@@ -166,7 +144,7 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
     divergence: one of `DIVERGENCES`: "hutchinson_rademacher",
       "hutchinson_gaussian" (one jvp per evaluation) or "exact" (one drift
       evaluation and D linearized jvps: small D only).
-    solver: one of `SOLVERS`: "tsit5" or "dopri5".
+    solver: one of `scorejax.solvers.SOLVERS` (default "tsit5").
     max_steps: step budget of the solver; a solve that exhausts it (or fails
       otherwise) returns NaN log-likelihoods instead of raising, so no host
       round trip is needed.
@@ -177,12 +155,10 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
     nfe: int32 scalar, the number of evaluations of the ODE's right-hand side
       (each one score evaluation for the drift plus the divergence: one jvp for
       Hutchinson, D for exact), derived from `sol.stats['num_steps']` (see
-      `_evaluations_per_solve`). Under `vmap` over keys it is per solve.
+      `solvers.evaluations_per_solve`). Under `vmap` over keys it is per solve.
   """
   if divergence not in DIVERGENCES:
     raise ValueError(f"divergence={divergence!r} is not one of {sorted(DIVERGENCES)}")
-  if solver not in SOLVERS:
-    raise ValueError(f"solver={solver!r} is not one of {sorted(SOLVERS)}")
   if jnp.ndim(x) < 2:
     raise ValueError(f"expected x of shape (B, *data_shape), got {jnp.shape(x)}")
   div_fn, probe_fn = DIVERGENCES[divergence]
@@ -201,7 +177,7 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
     drift, div = div_fn(drift_fn, xt, probe)
     return drift, div
 
-  ode_solver = SOLVERS[solver]()
+  ode_solver = get_solver(solver)
   # An explicit first step (the PID controller adapts it from the first step on):
   # diffrax 0.7's automatic selection is bypassed for wrapped terms anyway and uses
   # 0.01; being explicit keeps `nfe` exact across diffrax versions.
@@ -216,7 +192,7 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
   logp = sde.prior_logp(z) + delta
   ok = sol.result == diffrax.RESULTS.successful
   logp = jnp.where(ok, logp, jnp.nan)
-  nfe = _evaluations_per_solve(ode_solver, sol.stats["num_steps"]).astype(jnp.int32)
+  nfe = evaluations_per_solve(ode_solver, sol.stats["num_steps"]).astype(jnp.int32)
   return logp, z, nfe
 
 
