@@ -34,23 +34,6 @@ from scorejax import data, parallel
 from scorejax import train as train_lib
 from scorejax.likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py or file.py:arg).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "The training run's workdir.")
-_CHECKPOINT = flags.DEFINE_integer("checkpoint", None, "Checkpoint step (default: the newest).")
-_UNTRAINED = flags.DEFINE_bool("untrained", False, "Evaluate the freshly initialized model (a baseline).")
-_SPLIT = flags.DEFINE_string("split", "test", "Dataset split: 'test' or 'train'.")
-_DIVERGENCE = flags.DEFINE_enum("divergence", "hutchinson_rademacher", sorted(DIVERGENCES),
-                                "Divergence of the probability-flow ODE.")
-_NUM_REPEATS = flags.DEFINE_integer("num_repeats", 1, "Passes over the split with fresh dequantization noise.")
-_MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Evaluate at most this many examples per pass.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Batch size (default: config.eval.batch_size).")
-_RTOL = flags.DEFINE_float("rtol", 1e-5, "ODE solver relative tolerance.")
-_ATOL = flags.DEFINE_float("atol", 1e-5, "ODE solver absolute tolerance.")
-_EPS = flags.DEFINE_float("eps", 1e-5, "Time floor where the ODE starts.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
 def is_image_data(data_shape) -> bool:
   return len(data_shape) == 3
 
@@ -110,14 +93,41 @@ def evaluate_bpd(config, workdir: str, *, step: int | None = None, untrained: bo
   return result
 
 
-def main(argv) -> None:
+def _define_flags() -> dict:
+  """Command-line flags, defined only when run as a script (so importing is side-effect free)."""
+  f = {
+      "config": config_flags.DEFINE_config_file("config", None, "Config file (file.py or file.py:arg).",
+                                                lock_config=True),
+      "workdir": flags.DEFINE_string("workdir", None, "The training run's workdir."),
+      "checkpoint": flags.DEFINE_integer("checkpoint", None, "Checkpoint step (default: the newest)."),
+      "untrained": flags.DEFINE_bool("untrained", False,
+                                     "Evaluate the freshly initialized model (a baseline)."),
+      "split": flags.DEFINE_string("split", "test", "Dataset split: 'test' or 'train'."),
+      "divergence": flags.DEFINE_enum("divergence", "hutchinson_rademacher", sorted(DIVERGENCES),
+                                      "Divergence of the probability-flow ODE."),
+      "num_repeats": flags.DEFINE_integer("num_repeats", 1,
+                                          "Passes over the split with fresh dequantization noise."),
+      "max_examples": flags.DEFINE_integer("max_examples", None,
+                                           "Evaluate at most this many examples per pass."),
+      "batch_size": flags.DEFINE_integer("batch_size", None,
+                                         "Batch size (default: config.eval.batch_size)."),
+      "rtol": flags.DEFINE_float("rtol", 1e-5, "ODE solver relative tolerance."),
+      "atol": flags.DEFINE_float("atol", 1e-5, "ODE solver absolute tolerance."),
+      "eps": flags.DEFINE_float("eps", 1e-5, "Time floor where the ODE starts."),
+  }
+  flags.mark_flags_as_required(["config", "workdir"])
+  return f
+
+
+def main(argv, f: dict) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   parallel.maybe_initialize_distributed()
-  r = evaluate_bpd(_CONFIG.value, _WORKDIR.value, step=_CHECKPOINT.value, untrained=_UNTRAINED.value,
-                   split=_SPLIT.value, divergence=_DIVERGENCE.value, num_repeats=_NUM_REPEATS.value,
-                   max_examples=_MAX_EXAMPLES.value, batch_size=_BATCH_SIZE.value, rtol=_RTOL.value,
-                   atol=_ATOL.value, eps=_EPS.value)
+  v = {name: flag.value for name, flag in f.items()}
+  r = evaluate_bpd(v["config"], v["workdir"], step=v["checkpoint"], untrained=v["untrained"],
+                   split=v["split"], divergence=v["divergence"], num_repeats=v["num_repeats"],
+                   max_examples=v["max_examples"], batch_size=v["batch_size"], rtol=v["rtol"],
+                   atol=v["atol"], eps=v["eps"])
   which = "untrained model" if r["untrained"] else f"checkpoint {r['step']}"
   print(f"{which}, {r['split']} split, {r['num_examples']} examples x {r['num_repeats']} "
         f"dequantization draw(s), divergence={r['divergence']}:")
@@ -126,4 +136,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _flags = _define_flags()
+  app.run(lambda argv: main(argv, _flags))

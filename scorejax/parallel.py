@@ -27,6 +27,7 @@ def maybe_initialize_distributed() -> None:
   """
   if jax.distributed.is_initialized():
     return
+  _enable_cpu_collectives()
   if "JAX_COORDINATOR_ADDRESS" in os.environ:
     jax.distributed.initialize(
         coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
@@ -35,6 +36,20 @@ def maybe_initialize_distributed() -> None:
   elif any(v in os.environ for v in ("SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")):
     if int(os.environ.get("SLURM_NTASKS", "2")) > 1:
       jax.distributed.initialize()
+
+
+def _enable_cpu_collectives() -> None:
+  """Cross-process collectives on CPU need an implementation: gloo.
+
+  jax >= 0.5 uses gloo by default; jax 0.4.x defaulted to none, and then every
+  cross-process all-reduce of CPU processes fails. Harmless on GPU/TPU hosts (it
+  only configures the CPU client).
+  """
+  try:
+    if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  except (AttributeError, ValueError):  # an older/newer jax without this option
+    pass
 
 
 def data_mesh(devices=None) -> Mesh:

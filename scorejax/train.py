@@ -10,7 +10,6 @@ stopped, bit-exactly: data order and random draws depend only on (seed, step).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os

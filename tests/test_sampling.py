@@ -17,7 +17,7 @@ from scorejax import sample_metrics
 from scorejax import sde as sde_lib
 from scorejax.sampling import (annealed_langevin, langevin_dynamics, ode_sample, pc_sample,
                                tweedie_denoise)
-from scorejax.sampling import ode as ode_lib
+from scorejax.solvers import SOLVERS
 
 SDES = {"ve": sde_lib.VESDE(), "vp": sde_lib.VPSDE(), "subvp": sde_lib.subVPSDE()}
 N_SAMPLES = 8192  # >= 4096; see the module docstring for the tolerance
@@ -144,7 +144,7 @@ def test_tweedie_denoise_is_posterior_mean():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("solver", sorted(ode_lib.SOLVERS))
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
 def test_ode_nfe_counts_every_score_evaluation(solver):
   mix = analytic.imbalanced_mixture_2d()
   sde = SDES["vp"]

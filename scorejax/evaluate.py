@@ -1,0 +1,421 @@
+"""`--mode=eval`: evaluate a run's checkpoints — eval loss, bits/dim, samples, FID/IS/KID.
+
+    python -m scorejax.main --config=configs/ve_cifar10.py --workdir=runs/ve --mode=eval \
+        --config.eval.enable_sampling=True --config.eval.inception_weights=pt_inception.pth
+    python -m scorejax.main --config=configs/digits.py --workdir=runs/digits --mode=eval
+
+Which checkpoints (score_sde's convention): `eval.begin_ckpt`..`eval.end_ckpt` count
+snapshots, i.e. the steps `k * training.snapshot_freq` for k in that inclusive range;
+`eval.checkpoint_steps` (a list of real steps) overrides it; without either (or with
+begin_ckpt = None) every checkpoint kept in `workdir/checkpoints` is evaluated. A
+requested step with no checkpoint is skipped with a warning.
+
+Per checkpoint step S, everything is written under `workdir/eval/`:
+
+* `eval.enable_loss`: the mean loss of the EMA parameters over the test split
+  (`eval.batch_size` per batch, remainder dropped) -> `ckpt_S/loss.json`;
+* `eval.enable_bpd`: bits/dim by `scorejax.likelihood_eval.evaluate_bpd` on
+  `eval.bpd_dataset` with `eval.bpd_num_repeats` dequantization draws (default 1)
+  -> `ckpt_S/bpd.json`;
+* `eval.enable_sampling`: `eval.num_samples` samples in rounds of `eval.batch_size`
+  (one jitted sampler over the global batch, sharded over every device and host;
+  round k's key is fold_in(fold_in(fold_in(key(seed), tag), S), k)), each saved with
+  its features as `ckpt_S/round_k.npz` (uint8 `samples` as score_sde quantizes them,
+  clip(x * 255, 0, 255) truncated; `<kind>_features`, `<kind>_logits`). Then the
+  metrics against reference statistics of the data:
+  - 'inception' features (default for every image dataset but DIGITS): `fid`,
+    `inception_score` (+ `_std`, 10 splits) and `kid` (when the reference stores its
+    features). Needs pytorch-fid's FID Inception weights (`eval.inception_weights` or
+    $SCOREJAX_INCEPTION_WEIGHTS); without them these metrics are skipped with a
+    message saying how to get the weights — never replaced by another number.
+    Reference: `eval.stats_path` (from `python -m scorejax.fid_stats`) or, if unset,
+    `eval/reference_inception_<dataset>_<split>.npz`, computed on first use from
+    `eval.stats_split` (default 'train', as score_sde's CIFAR-10 statistics).
+  - 'digits_classifier' features (default for DIGITS): `fd_digits_classifier`, the
+    Fréchet distance in the feature space of a small classifier trained on the
+    DIGITS train split (`scorejax.metrics.digits_classifier`). It is not FID and is
+    comparable only with itself. Reference: `eval.digits_stats_path` or
+    `eval/reference_digits_classifier_DIGITS_<split>.npz` (computed on first use).
+  `eval.feature_kinds` (e.g. 'inception,digits_classifier') overrides the choice.
+* the results -> `ckpt_S.json` and TensorBoard scalars / JSONL in `workdir/eval/`.
+
+Resuming (score_sde's eval meta-state, here the files themselves): rerunning the
+same command skips every checkpoint whose `ckpt_S.json` records the same request,
+reuses `loss.json` / `bpd.json`, and resumes sampling at the first missing round;
+every file is written atomically (a temporary file, then `os.replace`), so a
+preempted run leaves no partial file. Round k's samples depend only on (seed, S, k),
+so a resumed evaluation gives exactly the numbers of an uninterrupted one. With
+several processes, `workdir` must be a shared file system (as for checkpoints);
+process 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scorejax import checkpoint, data, fid_stats, likelihood_eval, parallel
+from scorejax import train as train_lib
+from scorejax.metrics.fid import feature_statistics, frechet_distance
+from scorejax.metrics.inception_score import inception_score
+from scorejax.metrics.kid import kernel_inception_distance
+from scorejax.metrics_writer import MetricsWriter
+from scorejax.sampling import get_sampling_fn
+from scorejax.train_step import make_eval_step
+
+log = logging.getLogger(__name__)
+
+_SAMPLE_TAG, _LOSS_TAG = 1, 2  # fold_in tags of the eval base key, one per purpose
+
+
+class EvaluationInterrupted(RuntimeError):
+  """Raised by a `round_callback` to stop an evaluation (tests simulate preemption with it)."""
+
+
+# ------------------------------------------------------------------------------ small helpers
+
+def _atomic_write_json(path: str, obj: Any) -> None:
+  if jax.process_index() != 0:
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _atomic_savez(path: str, **arrays) -> None:
+  if jax.process_index() != 0:
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "wb") as f:  # a file object: np.savez would append '.npz' to a name
+    np.savez(f, **arrays)
+  os.replace(tmp, path)
+
+
+def _read_json(path: str) -> dict | None:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (FileNotFoundError, json.JSONDecodeError):
+    return None
+
+
+def _sync(name: str) -> None:
+  """All processes wait here (after process 0 wrote a file the others will read)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+# ------------------------------------------------------------------------------ configuration
+
+def checkpoint_steps(config, workdir: str) -> list[int]:
+  """The checkpoint steps to evaluate (see the module docstring), those present only."""
+  e = config.eval
+  manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
+                                    snapshot_freq=int(config.training.snapshot_freq))
+  try:
+    available = sorted(int(s) for s in manager.all_steps())
+  finally:
+    manager.close()
+  if e.get("checkpoint_steps") is not None:
+    requested = [int(s) for s in e.checkpoint_steps]
+  elif e.get("begin_ckpt") is not None and e.get("end_ckpt") is not None:
+    freq = int(config.training.snapshot_freq)
+    requested = [k * freq for k in range(int(e.begin_ckpt), int(e.end_ckpt) + 1)]
+  else:
+    requested = available
+  missing = [s for s in requested if s not in available]
+  if missing:
+    log.warning("no checkpoint for step(s) %s in %s/checkpoints (available: %s); skipping them",
+                missing, workdir, available)
+  steps = [s for s in requested if s in available]
+  if not steps:
+    raise FileNotFoundError(
+        f"none of the requested checkpoint steps {requested} exists under {workdir}/checkpoints "
+        f"(available: {available}); train first with --mode=train, or set "
+        "--config.eval.begin_ckpt/end_ckpt (in units of training.snapshot_freq) or "
+        "--config.eval.checkpoint_steps")
+  return steps
+
+
+def feature_kinds(config) -> tuple[str, ...]:
+  """Which feature spaces the sample metrics use (eval.feature_kinds, or by dataset)."""
+  kinds = config.eval.get("feature_kinds")
+  if kinds is None:
+    if config.data.dataset == "TOY2D":
+      return ()
+    return ("digits_classifier",) if config.data.dataset == "DIGITS" else ("inception",)
+  if isinstance(kinds, str):
+    kinds = [k.strip() for k in kinds.split(",") if k.strip()]
+  for k in kinds:
+    if k not in fid_stats.FEATURE_KINDS:
+      raise ValueError(f"config.eval.feature_kinds has {k!r}; valid: {fid_stats.FEATURE_KINDS}")
+  return tuple(kinds)
+
+
+def _request(config) -> dict:
+  """What an evaluation was asked to compute; a finished ckpt_S.json is reused only if equal."""
+  e = config.eval
+  return {"enable_loss": bool(e.get("enable_loss", True)),
+          "enable_bpd": bool(e.get("enable_bpd", False)),
+          "bpd_dataset": str(e.get("bpd_dataset", "test")),
+          "bpd_num_repeats": int(e.get("bpd_num_repeats", 1)),
+          "enable_sampling": bool(e.get("enable_sampling", False)),
+          "num_samples": int(e.get("num_samples", 0)),
+          "batch_size": int(e.batch_size),
+          "feature_kinds": list(feature_kinds(config)),
+          "stats": [str(e.get("stats_path") or ""), str(e.get("digits_stats_path") or ""),
+                    str(e.get("stats_split", "train"))]}
+
+
+# ------------------------------------------------------------------------------ the parts
+
+def eval_loss(config, c: train_lib.Components, state, mesh) -> dict:
+  """Mean loss of the EMA parameters over the test split."""
+  rep = parallel.replicated(mesh)
+  step_fn = jax.jit(train_lib.with_scaler(make_eval_step(c.eval_loss_fn), c.scaler),
+                    in_shardings=(rep, parallel.batch_sharded(mesh), rep), out_shardings=rep)
+  key = jax.random.fold_in(jax.random.key(int(config.seed)), _LOSS_TAG)
+  losses = [float(step_fn(state, parallel.global_batch(batch, mesh), jax.random.fold_in(key, b))["eval_loss"])
+            for b, batch in enumerate(data.eval_batches(config, "test", batch_size=int(config.eval.batch_size)))]
+  if not losses:
+    raise ValueError(f"the test split has fewer examples than eval.batch_size={config.eval.batch_size}")
+  return {"eval_loss": float(np.mean(losses)), "eval_loss_batches": len(losses)}
+
+
+def _extractors(config, workdir: str, kinds) -> tuple[dict, dict]:
+  """{kind: FeatureExtractor} for the kinds that can run, and {kind: why not} for the rest."""
+  extractors, skipped = {}, {}
+  bs = int(config.eval.get("inception_batch_size", 200))
+  for kind in kinds:
+    try:
+      extractors[kind] = fid_stats.make_extractor(
+          kind, config=config, batch_size=bs if kind == "inception" else 1000,
+          cache_dir=config.eval.get("cache_dir"))
+    except fid_stats.InceptionWeightsUnavailable as e:
+      skipped[kind] = f"FID/IS/KID skipped: {e}"
+      log.warning("%s", skipped[kind])
+  return extractors, skipped
+
+
+def _reference(config, workdir: str, kind: str, extractor) -> tuple[dict, str]:
+  """Reference statistics for `kind`: the configured file, or computed once under workdir/eval."""
+  e = config.eval
+  split = str(e.get("stats_split", "train"))
+  configured = e.get("stats_path") if kind == "inception" else e.get("digits_stats_path")
+  path = configured or os.path.join(
+      workdir, "eval", f"reference_{kind}_{config.data.dataset}_{split}.npz")
+  if os.path.isfile(path):
+    stats = fid_stats.load_stats(path)
+    if "kind" in stats and str(stats["kind"]) != kind:
+      raise ValueError(f"{path} holds {stats['kind']} statistics, not {kind}")
+    return stats, path
+  if configured:
+    raise FileNotFoundError(
+        f"reference statistics {path!r} do not exist; compute them with "
+        f"python -m scorejax.fid_stats --config=... --split={split} --features={kind} --out={path}")
+  log.info("computing the %s reference statistics of %s/%s once -> %s", kind,
+           config.data.dataset, split, path)
+  feats, logits = fid_stats.dataset_features(config, split, extractor)
+  stats = fid_stats.save_stats(path, feats, logits, kind=kind, dataset=str(config.data.dataset),
+                               split=split, image_size=int(config.data.image_size))
+  _sync("scorejax_eval_reference")
+  return stats, path
+
+
+def sample_rounds(config, workdir: str, c, state, step: int, mesh, extractors: dict, *,
+                  round_callback: Callable[[int, int], None] | None = None) -> list[str]:
+  """Samples every missing round of checkpoint `step`; returns all round files in order.
+
+  Rounds whose file exists are not redone; a round file lacking the features of a
+  kind (e.g. the Inception weights were given only later) gets them added.
+  """
+  e = config.eval
+  bs, n = int(e.batch_size), int(e.num_samples)
+  parallel.check_global_batch(bs, mesh)
+  num_rounds = -(-n // bs)
+  directory = os.path.join(workdir, "eval", f"ckpt_{step}")
+  paths = [os.path.join(directory, f"round_{k}.npz") for k in range(num_rounds)]
+  images = len(c.data_shape) == 3
+  continuous = bool(config.training.continuous)
+  sample = get_sampling_fn(config, c.sde, (bs,) + c.data_shape)
+
+  def sample_fn(st, key):
+    x, nfe = sample(key, train_lib.ema_score_fn(c, st, continuous))
+    x = c.inverse_scaler(x)
+    if images:  # score_sde's quantization of samples for FID
+      x = jnp.clip(x * 255.0, 0.0, 255.0).astype(jnp.uint8)
+    return x, nfe
+
+  rep = parallel.replicated(mesh)
+  sample_jit = jax.jit(sample_fn, in_shardings=(rep, rep),
+                       out_shardings=(parallel.batch_sharded(mesh), rep))
+  base = jax.random.fold_in(jax.random.fold_in(jax.random.key(int(config.seed)), _SAMPLE_TAG), step)
+  def usable(path):  # a round file of this request (written with the same batch size)
+    if not os.path.isfile(path):
+      return False
+    with np.load(path) as f:
+      ok = f["samples"].shape == (bs,) + c.data_shape
+    if not ok:
+      log.warning("%s was sampled with another eval.batch_size or data shape; sampling it again", path)
+    return ok
+
+  done = [usable(p) for p in paths]
+  if any(done):
+    log.info("checkpoint %d: %d of %d sampling rounds already done; resuming at round %d",
+             step, sum(done), num_rounds, done.index(False) if not all(done) else num_rounds)
+  for k, path in enumerate(paths):
+    if done[k]:
+      with np.load(path) as f:
+        stored = {name: f[name] for name in f.files}
+      missing = [kind for kind in extractors if f"{kind}_features" not in stored]
+      if missing:
+        for kind in missing:
+          stored[f"{kind}_features"], stored[f"{kind}_logits"] = extractors[kind](stored["samples"])
+        _atomic_savez(path, **stored)
+      continue
+    x, nfe = sample_jit(state, jax.random.fold_in(base, k))
+    arrays = {"samples": fid_stats.to_host(x), "nfe": np.asarray(nfe)}
+    for kind, extractor in extractors.items():
+      arrays[f"{kind}_features"], arrays[f"{kind}_logits"] = extractor(arrays["samples"])
+    _atomic_savez(path, **arrays)
+    _sync("scorejax_eval_round")
+    log.info("checkpoint %d: sampling round %d/%d written to %s", step, k + 1, num_rounds, path)
+    if round_callback is not None:
+      round_callback(step, k)
+  return paths
+
+
+def sample_metrics(config, workdir: str, paths: list[str], extractors: dict) -> dict:
+  """FID/IS/KID and/or the digits-classifier Fréchet distance of the samples in `paths`."""
+  n = int(config.eval.num_samples)
+  loaded = {}
+  for p in paths:
+    with np.load(p) as f:
+      for name in f.files:
+        loaded.setdefault(name, []).append(f[name])
+  arrays = {name: np.concatenate(v)[:n] for name, v in loaded.items() if name != "nfe"}
+  out: dict[str, Any] = {"num_samples": int(arrays["samples"].shape[0]),
+                         "nfe_mean": float(np.mean(loaded["nfe"])), "reference": {}}
+  for kind, extractor in extractors.items():
+    ref, ref_path = _reference(config, workdir, kind, extractor)
+    out["reference"][kind] = ref_path
+    feats = arrays[f"{kind}_features"]
+    fd = frechet_distance(*feature_statistics(feats), ref["mu"], ref["sigma"])
+    if kind == "inception":
+      out["fid"] = fd
+      out["inception_score"], out["inception_score_std"] = inception_score(
+          arrays["inception_logits"], splits=min(10, feats.shape[0]))
+      if "features" in ref:
+        out["kid"] = kernel_inception_distance(feats, ref["features"])
+      else:
+        out.setdefault("skipped", {})["kid"] = (f"{ref_path} stores no features (computed with "
+                                                "--nosave_features); KID needs them")
+    else:  # a different feature space: never reported as FID
+      out["fd_digits_classifier"] = fd
+  return out
+
+
+# ------------------------------------------------------------------------------ the loop
+
+def _finished(config, workdir: str, step: int) -> bool:
+  """Whether ckpt_<step>.json holds a complete evaluation of the same request."""
+  previous = _read_json(os.path.join(workdir, "eval", f"ckpt_{step}.json"))
+  return previous is not None and previous.get("request") == _request(config) \
+      and not previous.get("skipped")
+
+
+def evaluate_checkpoint(config, workdir: str, step: int, *, extractors: dict, skipped: dict,
+                        writer: MetricsWriter | None = None,
+                        round_callback: Callable[[int, int], None] | None = None) -> dict:
+  """Evaluates the checkpoint at `step` (resuming any partial work); returns its results."""
+  e = config.eval
+  request = _request(config)
+  eval_dir = os.path.join(workdir, "eval")
+  result_path = os.path.join(eval_dir, f"ckpt_{step}.json")
+  if _finished(config, workdir, step):
+    log.info("checkpoint %d already evaluated (%s)", step, result_path)
+    return _read_json(result_path)
+  mesh = parallel.data_mesh()
+  c, state, _ = train_lib.load_state(config, workdir, step)
+  result: dict[str, Any] = {"step": step, "request": request}
+  if skipped:
+    result["skipped"] = dict(skipped)
+
+  if request["enable_loss"]:
+    path = os.path.join(eval_dir, f"ckpt_{step}", "loss.json")
+    part = _read_json(path)
+    if part is None:
+      part = eval_loss(config, c, state, mesh)
+      _atomic_write_json(path, part)
+    result.update(part)
+
+  if request["enable_bpd"]:
+    path = os.path.join(eval_dir, f"ckpt_{step}", "bpd.json")
+    part = _read_json(path)
+    if part is None:
+      r = likelihood_eval.evaluate_bpd(config, workdir, step=step, split=request["bpd_dataset"],
+                        num_repeats=request["bpd_num_repeats"], batch_size=int(e.batch_size),
+                        max_examples=e.get("bpd_max_examples"), rtol=float(e.get("bpd_rtol", 1e-5)),
+                        atol=float(e.get("bpd_atol", 1e-5)), seed=int(config.seed))
+      part = {"bpd": r["bpd"], "bpd_stderr": r["bpd_stderr"], "bpd_num_examples": r["num_examples"],
+              "bpd_num_repeats": r["num_repeats"], "bpd_nfe_mean": r["nfe_mean"]}
+      _atomic_write_json(path, part)
+    result.update(part)
+
+  if request["enable_sampling"]:
+    paths = sample_rounds(config, workdir, c, state, step, mesh, extractors,
+                          round_callback=round_callback)
+    metrics = sample_metrics(config, workdir, paths, extractors)
+    if metrics.get("skipped"):
+      result.setdefault("skipped", {}).update(metrics.pop("skipped"))
+    result.update(metrics)
+
+  _atomic_write_json(result_path, result)
+  if writer is not None:
+    writer.scalars(step, {k: v for k, v in result.items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"
+                          and math.isfinite(v)})
+    writer.flush()
+  summary = ", ".join(f"{k}={result[k]:.5g}" for k in
+                      ("eval_loss", "bpd", "fid", "inception_score", "kid", "fd_digits_classifier")
+                      if k in result)
+  log.info("checkpoint %d: %s -> %s", step, summary or "nothing enabled", result_path)
+  for why in result.get("skipped", {}).values():
+    log.warning("checkpoint %d: %s", step, why)
+  return result
+
+
+def evaluate(config, workdir: str, *,
+             round_callback: Callable[[int, int], None] | None = None) -> dict[int, dict]:
+  """Evaluates every requested checkpoint of `workdir`; returns {step: results}.
+
+  `round_callback(step, k)` is called after sampling round k of checkpoint `step`
+  is written (a hook for progress reporting and for tests that simulate preemption).
+  """
+  parallel.maybe_initialize_distributed()
+  steps = checkpoint_steps(config, workdir)
+  extractors, skipped = {}, {}
+  if bool(config.eval.get("enable_sampling", False)) and not all(
+      _finished(config, workdir, s) for s in steps):
+    extractors, skipped = _extractors(config, workdir, feature_kinds(config))
+  writer = MetricsWriter(os.path.join(workdir, "eval"), enabled=jax.process_index() == 0)
+  results = {}
+  try:
+    for step in steps:
+      results[step] = evaluate_checkpoint(config, workdir, step, extractors=extractors,
+                                          skipped=skipped, writer=writer,
+                                          round_callback=round_callback)
+  finally:
+    writer.close()
+  return results
