@@ -1,0 +1,443 @@
+"""End-to-end training: every config, preemption (SIGKILL / SIGTERM), multi-process, bad inputs.
+
+Everything goes through the real entry points: `scorejax.train.train_and_evaluate`
+in-process (the config sweep, with `tfds.testing.mock_data` for TFDS datasets) and
+`python -m scorejax.main` / `launch/local_multiprocess.sh` in subprocesses (the
+rest). Subprocesses run on CPU with one device per process, each in its own
+session with a timeout (the whole group is killed on expiry), and XLA's CPU
+collectives are told to fail instead of hanging
+(`--xla_cpu_collective_call_terminate_timeout_seconds`).
+
+Tolerances: a resumed run must equal the uninterrupted one bit for bit (the data
+and every random draw are functions of (seed, step), and the step is the same
+XLA program). Two processes sum their gradients in a different order than one
+process does, so the two-process run matches the single-process run with the
+same global batch only to float32 rounding, amplified a little by 20 Adam steps:
+the largest difference measured is 1.2e-7 (absolute, parameters of size ~0.1-1), so
+rtol 1e-4 / atol 1e-6 holds with a margin of ~10x. The two processes agree with each
+other, and with the checkpoint they wrote together, exactly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "configs"
+NOT_CONFIGS = {"__init__", "default_cifar10", "smoke"}  # helpers, not runnable configs
+PYTHON = sys.executable
+RUN_TIMEOUT = 240  # seconds for any one subprocess (a toy run takes ~5-15 s)
+
+# The toy run used for preemption: 60 steps, a checkpoint every 5 (~0.1-0.3 s each on
+# CPU, which leaves a window of several seconds to interrupt it).
+TOY_N = 60
+TOY_ARGS = ["--config=configs/toy_2d.py:smoke", f"--config.training.n_iters={TOY_N}",
+            "--config.training.snapshot_freq=30", "--config.training.snapshot_freq_for_preemption=5",
+            "--config.training.log_freq=5", "--config.training.snapshot_sampling=False"]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _env(**extra) -> dict[str, str]:
+  """A clean single-process CPU environment for a child process (one device per process)."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")}
+  xla_flags = [f for f in env.get("XLA_FLAGS", "").split()
+               if not f.startswith("--xla_force_host_platform_device_count")]
+  xla_flags.append("--xla_cpu_collective_call_terminate_timeout_seconds=120")
+  env.update(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", XLA_FLAGS=" ".join(xla_flags),
+             PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+  env.update(extra)
+  return env
+
+
+class Proc:
+  """A child process in its own session, output to a file, killed as a group on timeout."""
+
+  def __init__(self, args, log_path: Path, env=None):
+    self.log_path = log_path
+    self._log = open(log_path, "w")
+    self.p = subprocess.Popen(args, cwd=REPO, env=env or _env(), stdout=self._log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+
+  @property
+  def pid(self) -> int:
+    return self.p.pid
+
+  def poll(self):
+    return self.p.poll()
+
+  def kill_group(self) -> None:
+    try:
+      os.killpg(self.p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+      pass
+
+  def wait(self, timeout: float = RUN_TIMEOUT) -> int:
+    try:
+      rc = self.p.wait(timeout)
+    except subprocess.TimeoutExpired:
+      self.kill_group()
+      self.p.wait()
+      pytest.fail(f"{self.p.args} timed out after {timeout} s; output:\n{self.output()[-4000:]}")
+    finally:
+      self._log.close()
+    return rc
+
+  def output(self) -> str:
+    return self.log_path.read_text(errors="replace")
+
+
+def cli(workdir: Path, *args: str, log_name: str = "log.txt", env=None) -> tuple[int, str]:
+  """Runs `python -m scorejax.main --workdir=... args` to completion: (exit code, output)."""
+  log_dir = workdir.parent if workdir.parent.is_dir() else workdir.parent.parent
+  log_path = log_dir / f"{workdir.name}_{log_name}"
+  proc = Proc([PYTHON, "-m", "scorejax.main", f"--workdir={workdir}", *args], log_path, env)
+  rc = proc.wait()
+  return rc, proc.output()
+
+
+def ok(result: tuple[int, str]) -> str:
+  rc, out = result
+  assert rc == 0, f"exit code {rc}; output:\n{out[-4000:]}"
+  return out
+
+
+def checkpoint_steps(workdir: Path) -> list[int]:
+  """Steps of the finished checkpoints (orbax writes to a temporary name, then renames)."""
+  d = workdir / "checkpoints"
+  return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+
+
+def read_checkpoint(workdir: Path, step: int | None = None):
+  """The saved TrainState at `step` (default: the latest) as a pytree of host arrays.
+
+  Works whatever topology wrote it (one process or several): the target tree is
+  built from the checkpoint's metadata with this process's single device.
+  """
+  import orbax.checkpoint as ocp
+  step = checkpoint_steps(workdir)[-1] if step is None else step
+  path = workdir / "checkpoints" / str(step) / "default"
+  ckptr = ocp.StandardCheckpointer()
+  meta = ckptr.metadata(path)
+  tree = getattr(getattr(meta, "item_metadata", meta), "tree", getattr(meta, "item_metadata", meta))
+  device = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+  return jax.tree.map(np.asarray, ckptr.restore(path, target))
+
+
+def named_leaves(tree) -> dict[str, np.ndarray]:
+  """{'params.Dense_0.bias': array, ...}: the same names for a TrainState and its checkpoint."""
+  return {".".join(re.findall(r"\w+", jax.tree_util.keystr(path))): np.asarray(x)
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def assert_trees_equal(a, b, *, rtol: float = 0.0, atol: float = 0.0) -> None:
+  """Same leaves (by name) with equal values: bit for bit unless a tolerance is given."""
+  la = a if isinstance(a, dict) and all(isinstance(v, np.ndarray) for v in a.values()) else named_leaves(a)
+  lb = b if isinstance(b, dict) and all(isinstance(v, np.ndarray) for v in b.values()) else named_leaves(b)
+  assert sorted(la) == sorted(lb), f"different leaves:\n{sorted(la)}\n{sorted(lb)}"
+  assert la, "empty tree"
+  for name, x in la.items():
+    y = lb[name]
+    if rtol == 0.0 and atol == 0.0:
+      np.testing.assert_array_equal(x, y, err_msg=name)
+    else:
+      np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=name)
+
+
+def wait_for_checkpoint(proc: Proc, workdir: Path, min_step: int, timeout: float = RUN_TIMEOUT) -> int:
+  """Polls until a checkpoint at a step >= `min_step` exists; returns the newest step."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    steps = checkpoint_steps(workdir)
+    if steps and steps[-1] >= min_step:
+      return steps[-1]
+    if proc.poll() is not None:
+      pytest.fail(f"the run ended (exit code {proc.poll()}) before a checkpoint at step >= {min_step}:"
+                  f"\n{proc.output()[-4000:]}")
+    time.sleep(0.01)
+  proc.kill_group()
+  pytest.fail(f"no checkpoint at step >= {min_step} after {timeout} s:\n{proc.output()[-4000:]}")
+
+
+def resumed_step(output: str) -> int:
+  m = re.search(r"resumed from the checkpoint at step (\d+)", output)
+  assert m, f"the rerun did not resume:\n{output[-4000:]}"
+  return int(m.group(1))
+
+
+def tree_listing(root: Path) -> dict[str, tuple[int, int]]:
+  """path -> (size, mtime_ns) of every file under `root` (to show nothing changed)."""
+  return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+          for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------- 1. every config
+
+def _config_names() -> list[str]:
+  return [p.stem for p in sorted(CONFIG_DIR.glob("*.py"))
+          if p.stem not in NOT_CONFIGS and "def get_config" in p.read_text()]
+
+
+def _load_config(name: str):
+  module = importlib.import_module(f"configs.{name}")
+  try:
+    return module.get_config("smoke")
+  except ValueError:  # a config without a :smoke variant is small already
+    return module.get_config()
+
+
+def _config_params():
+  params = []
+  for name in _config_names():
+    # MLP configs take seconds; every U-Net compiles its train step for ~30-60 s on 2 cores.
+    slow = _load_config(name).model.name != "mlp"
+    params.append(pytest.param(name, id=name, marks=[pytest.mark.slow] if slow else []))
+  return params
+
+
+# One U-Net config also runs the held-out evaluation and a (cheap, ODE) sample grid;
+# the others skip them to keep the sweep's compile time down.
+_FULL_PIPELINE = {"toy_2d", "digits", "ve_cifar10"}
+
+
+@pytest.mark.parametrize("name", _config_params())
+def test_config_trains_two_steps(name, tmp_path):
+  import tensorflow_datasets as tfds
+  from scorejax import config_check, data
+  from scorejax.train import train_and_evaluate
+
+  config = _load_config(name)
+  n_dev = jax.device_count()
+  t = config.training
+  t.n_iters = 2
+  t.batch_size = 2 * n_dev
+  config.eval.batch_size = 2 * n_dev
+  t.snapshot_freq = 2
+  t.snapshot_freq_for_preemption = 1
+  t.log_freq = 1
+  full = name in _FULL_PIPELINE
+  t.eval_freq = 2 if full else 0
+  t.snapshot_sampling = full
+  t.snapshot_sample_count = 4
+  config.sampling.method = "ode"
+  config.sampling.rtol = config.sampling.atol = 1e-2
+  config_check.validate(config)
+
+  workdir = tmp_path / "run"
+  if config.data.dataset in data.IMAGE_DATASETS:
+    with tfds.testing.mock_data(num_examples=8):
+      state = train_and_evaluate(config, str(workdir))
+  else:
+    state = train_and_evaluate(config, str(workdir))
+
+  assert int(state.step) == 2
+  for leaf in jax.tree.leaves(state.params):
+    assert np.all(np.isfinite(np.asarray(leaf)))
+  assert checkpoint_steps(workdir) == [2]  # step 1 rotated out (max_to_keep=1)
+  assert_trees_equal(read_checkpoint(workdir)["params"], jax.tree.map(np.asarray, state.params))
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  train_steps = [r["step"] for r in records if "grad_norm" in r]
+  assert train_steps == [1, 2]
+  assert all(np.isfinite(v) for r in records for k, v in r.items() if "loss" in k)
+  assert (workdir / "config.json").is_file()
+  if full:
+    assert [r["step"] for r in records if "eval_loss" in r] == [2]
+    assert (workdir / "samples" / "step_00000002.png").is_file()
+
+
+# ----------------------------------------------------------------------------- 2. preemption
+
+@pytest.fixture(scope="module")
+def toy_reference(tmp_path_factory):
+  """The uninterrupted toy run: its final TrainState."""
+  workdir = tmp_path_factory.mktemp("reference") / "run"
+  ok(cli(workdir, *TOY_ARGS))
+  assert checkpoint_steps(workdir)[-1] == TOY_N
+  return read_checkpoint(workdir)
+
+
+def test_sigkill_then_rerun_is_bit_exact(toy_reference, tmp_path):
+  rng = random.Random(20240607)
+  target = rng.choice(range(10, 41, 5))     # kill once this checkpoint exists ...
+  delay = rng.uniform(0.0, 0.3)             # ... plus a little (possibly mid-save)
+  workdir = tmp_path / "run"
+  proc = Proc([PYTHON, "-m", "scorejax.main", f"--workdir={workdir}", *TOY_ARGS],
+              tmp_path / "killed.txt")
+  wait_for_checkpoint(proc, workdir, target)
+  time.sleep(delay)
+  assert proc.poll() is None, "the run finished before it could be killed; lengthen it"
+  os.kill(proc.pid, signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL
+  steps = checkpoint_steps(workdir)
+  assert target <= steps[-1] < TOY_N, steps
+
+  out = ok(cli(workdir, *TOY_ARGS, log_name="rerun.txt"))
+  assert resumed_step(out) == steps[-1]
+  assert checkpoint_steps(workdir)[-1] == TOY_N
+  assert_trees_equal(read_checkpoint(workdir), toy_reference)
+
+
+def test_sigterm_saves_stops_cleanly_and_resumes(toy_reference, tmp_path):
+  workdir = tmp_path / "run"
+  proc = Proc([PYTHON, "-m", "scorejax.main", f"--workdir={workdir}", *TOY_ARGS],
+              tmp_path / "terminated.txt")
+  wait_for_checkpoint(proc, workdir, 10)
+  assert proc.poll() is None, "the run finished before it could be signalled; lengthen it"
+  os.kill(proc.pid, signal.SIGTERM)
+  assert proc.wait() == 0, proc.output()[-4000:]
+  m = re.search(r"stopped by a signal at step (\d+)", proc.output())
+  assert m, proc.output()[-4000:]
+  stopped = int(m.group(1))
+  assert 10 <= stopped < TOY_N
+  assert checkpoint_steps(workdir)[-1] == stopped  # saved at the step it stopped
+  assert int(read_checkpoint(workdir)["step"]) == stopped
+
+  out = ok(cli(workdir, *TOY_ARGS, log_name="rerun.txt"))
+  assert resumed_step(out) == stopped
+  assert_trees_equal(read_checkpoint(workdir), toy_reference)
+
+
+# ----------------------------------------------------------------------------- 3. multi-process
+
+# Runs the real CLI, and afterwards writes this process's copy of the final state
+# (its addressable shard of every replicated array) to workdir/state_<process>.npz.
+_DRIVER = textwrap.dedent("""
+    import os, runpy, sys
+    import numpy as np
+    assert sys.argv[1:3] == ["-m", "scorejax.main"], sys.argv
+    sys.argv = ["scorejax.main"] + sys.argv[3:]
+    sys.path.insert(0, os.getcwd())
+    from scorejax import parallel
+    parallel.maybe_initialize_distributed()
+    import re
+    import jax
+    import scorejax.train as train
+    _train = train.train_and_evaluate
+    def train_and_dump(config, workdir):
+      state = _train(config, workdir)
+      leaves = {".".join(re.findall(r"\\w+", jax.tree_util.keystr(path))):
+                np.asarray(x.addressable_data(0))
+                for path, x in jax.tree_util.tree_flatten_with_path(state)[0]}
+      np.savez(os.path.join(workdir, f"state_{jax.process_index()}.npz"), **leaves)
+      return state
+    train.train_and_evaluate = train_and_dump
+    runpy.run_module("scorejax.main", run_name="__main__", alter_sys=True)
+""")
+
+MP_ARGS = ["--config=configs/toy_2d.py:smoke", "--config.training.eval_freq=10",
+           "--config.training.snapshot_sample_count=16", "--config.sampling.rtol=1e-3",
+           "--config.sampling.atol=1e-3"]
+
+
+def _npz_leaves(path: Path) -> dict[str, np.ndarray]:
+  with np.load(path) as f:
+    return {name: f[name] for name in f.files}
+
+
+def test_two_processes_agree_and_match_one_process(trained_workdir, tmp_path):
+  driver = tmp_path / "driver.py"
+  driver.write_text(_DRIVER)
+  wrapper = tmp_path / "python"
+  wrapper.write_text(f'#!/bin/sh\nexec "{PYTHON}" "{driver}" "$@"\n')
+  wrapper.chmod(0o755)
+  mp_dir = tmp_path / "two"
+  env = _env(PYTHON=str(wrapper), JAX_COORDINATOR_PORT=str(free_port()))
+  proc = Proc(["bash", str(REPO / "launch" / "local_multiprocess.sh"), "2", *MP_ARGS,
+               f"--workdir={mp_dir}"], tmp_path / "two.txt", env)
+  rc = proc.wait()
+  assert rc == 0, proc.output()[-6000:]
+
+  # Both processes end with the same state, bit for bit, and it is what was checkpointed
+  # (collectively: the single checkpoint written by both).
+  s0, s1 = _npz_leaves(mp_dir / "state_0.npz"), _npz_leaves(mp_dir / "state_1.npz")
+  assert_trees_equal(s0, s1)
+  ckpt = read_checkpoint(mp_dir)
+  assert int(ckpt["step"]) == 20
+  assert_trees_equal(ckpt, s0)
+  assert (mp_dir / "samples" / "step_00000020.png").is_file()
+
+  # One process with the same global batch (the same training config; evaluation and
+  # sampling read the parameters, they never change them): equal up to the order of
+  # the gradient sum.
+  assert_trees_equal(read_checkpoint(trained_workdir), ckpt, rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- 4. bad inputs
+
+@pytest.fixture(scope="module")
+def trained_workdir(tmp_path_factory):
+  """A finished toy run (checkpoints at 10 and 20) that bad commands must leave intact."""
+  workdir = tmp_path_factory.mktemp("trained") / "run"
+  ok(cli(workdir, "--config=configs/toy_2d.py:smoke", "--config.training.snapshot_sampling=False"))
+  assert checkpoint_steps(workdir) == [10, 20]
+  return workdir
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--config.training.nope=1"], ["config.training.nope", "valid fields of config.training"]),
+    (["--config.training.sde=subvpsde", "--config.training.continuous=False"],
+     ["config.training.continuous=False", "sub-VP", "--config.training.continuous=True"]),
+    (["--mode=bogus"], ["--mode='bogus'", "'train'"]),
+], ids=["unknown_key", "subvp_discrete_loss", "unknown_mode"])
+def test_bad_command_fails_clearly_and_changes_nothing(trained_workdir, args, expected):
+  before = tree_listing(trained_workdir)
+  rc, out = cli(trained_workdir, "--config=configs/toy_2d.py:smoke", *args,
+                log_name=f"bad_{abs(hash(tuple(args)))}.txt")
+  assert rc != 0, out[-4000:]
+  for text in expected:
+    assert text in out, f"{text!r} missing from:\n{out[-4000:]}"
+  assert tree_listing(trained_workdir) == before
+
+
+def test_workdir_under_a_regular_file(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("precious")
+  workdir = blocker / "run"
+  rc, out = cli(workdir, "--config=configs/toy_2d.py:smoke")
+  assert rc != 0
+  assert f"--workdir={str(workdir)!r}" in out and "Not a directory" in out, out[-4000:]
+  assert blocker.read_text() == "precious"
+
+
+def test_corrupt_latest_checkpoint_falls_back_and_continues(trained_workdir, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(trained_workdir, workdir)
+  # Garble the array data of the newest checkpoint (its metadata stays readable).
+  data_files = [p for p in (workdir / "checkpoints" / "20").rglob("*")
+                if p.is_file() and p.parent.name == "d"]
+  assert data_files
+  for p in data_files:
+    p.write_bytes(np.random.default_rng(0).bytes(p.stat().st_size))
+
+  out = ok(cli(workdir, "--config=configs/toy_2d.py:smoke", "--config.training.snapshot_sampling=False",
+               "--config.training.n_iters=30"))
+  assert "checkpoint at step 20 could not be restored" in out, out[-4000:]
+  assert resumed_step(out) == 10
+  assert checkpoint_steps(workdir)[-1] == 30
+  assert int(read_checkpoint(workdir)["step"]) == 30
+  # The unreadable checkpoint is kept for inspection, not deleted.
+  assert (workdir / "checkpoints" / "unreadable_step_20").is_dir()
