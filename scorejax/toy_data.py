@@ -56,8 +56,10 @@ def sample_swiss_roll(key: Array, n: int, noise: float = 0.05) -> Array:
   return x + noise * jax.random.normal(k_noise, (n, 2))
 
 
-def _mixture_sampler(mix: analytic.GaussianMixture) -> Callable[[Array, int], Array]:
-  return mix.sample
+def _mixture_sampler(make: Callable[[], analytic.GaussianMixture]) -> Callable[[Array, int], Array]:
+  """Samples the mixture `make()`, built on first use (no JAX arrays at import time, so
+  `jax.distributed.initialize()` can still run after importing this module)."""
+  return lambda key, n: make().sample(key, n)
 
 
 # Toy sets that are Gaussian mixtures, so their exact scores are known (`analytic`).
@@ -67,7 +69,7 @@ ANALYTIC_2D: Mapping[str, Callable[[], analytic.GaussianMixture]] = {
 }
 
 TOY_2D: Mapping[str, Callable[[Array, int], Array]] = {
-    **{name: _mixture_sampler(make()) for name, make in ANALYTIC_2D.items()},
+    **{name: _mixture_sampler(make) for name, make in ANALYTIC_2D.items()},
     "two_moons": sample_two_moons,
     "rings": sample_rings,
     "checkerboard": sample_checkerboard,
