@@ -140,11 +140,12 @@ def flow_model_log_prob(mix: GaussianMixture, sde: sde_lib.SDE, x: Array, z: Arr
 
 def isotropic_mixture(weights, means, stds) -> GaussianMixture:
   """Mixture with isotropic components: stds is a scalar or (K,)."""
+  total = float(np.sum(np.asarray(weights, np.float64)))  # host values: also fine under jit
+  if not np.isclose(total, 1.0, atol=1e-5):
+    raise ValueError(f"mixture weights must sum to 1, got {total}")
   weights = jnp.asarray(weights, jnp.float32)
   means = jnp.asarray(means, jnp.float32)
   stds = jnp.broadcast_to(jnp.asarray(stds, jnp.float32), weights.shape)
-  if not np.isclose(float(jnp.sum(weights)), 1.0, atol=1e-5):
-    raise ValueError(f"mixture weights must sum to 1, got {float(jnp.sum(weights))}")
   variances = jnp.broadcast_to((stds**2)[:, None], means.shape)
   return GaussianMixture(weights / jnp.sum(weights), means, variances)
 

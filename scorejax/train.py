@@ -85,18 +85,24 @@ def ema_score_fn(c: Components, state: TrainState, continuous: bool):
   return models.get_score_fn(c.sde, c.model, variables, continuous=continuous)
 
 
-def _snapshot_samples(config, c: Components, state: TrainState, key: Array, n: int) -> np.ndarray:
+def make_snapshot_sampler(config, c: Components) -> Callable[[TrainState, Array], Array]:
+  """`sample(state, key) -> images in [0, 1]` with the EMA parameters, jitted once per run."""
+  n = int(config.training.get("snapshot_sample_count", 64))
   sample = get_sampling_fn(config, c.sde, (n,) + c.data_shape)
-  fn = jax.jit(lambda st, k: sample(k, ema_score_fn(c, st, bool(config.training.continuous)))[0])
-  return np.asarray(c.inverse_scaler(fn(state, key)))
+  continuous = bool(config.training.continuous)
+  return jax.jit(lambda st, k: c.inverse_scaler(sample(k, ema_score_fn(c, st, continuous))[0]))
 
 
 def save_snapshot_samples(config, c: Components, state: TrainState, step: int, workdir: str,
-                          writer: MetricsWriter) -> str:
-  """Samples with the EMA parameters and writes a PNG (grid, or scatter for 2-D data)."""
-  n = int(config.training.get("snapshot_sample_count", 64))
+                          writer: MetricsWriter, sampler=None) -> str:
+  """Samples with the EMA parameters and writes a PNG (grid, or scatter for 2-D data).
+
+  `sampler` is `make_snapshot_sampler(config, c)`, built here if not given.
+  """
+  sampler = sampler or make_snapshot_sampler(config, c)
   key = jax.random.fold_in(jax.random.key(int(config.seed) + 1), step)
-  x = _snapshot_samples(config, c, state, key, n)
+  x = np.asarray(sampler(state, key))
+  n = x.shape[0]
   path = os.path.join(workdir, "samples", f"step_{step:08d}.png")
   if jax.process_index() == 0:
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -204,6 +210,7 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
   pbar = tqdm.tqdm(total=n_iters, initial=start_step, disable=jax.process_index() != 0,
                    dynamic_ncols=True, desc="train", mininterval=2.0)
   pending = None  # (step, metrics) of the previous step, read after the next is dispatched
+  snapshot_sampler = None  # built (and compiled) at the first snapshot
 
   def report(step: int, metrics: dict) -> None:
     loss = float(metrics["loss"])
@@ -241,7 +248,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
         pending = None
         checkpoint.save(manager, step, state)
       if snapshot and bool(t.snapshot_sampling):
-        save_snapshot_samples(config, c, state, step, workdir, writer)
+        snapshot_sampler = snapshot_sampler or make_snapshot_sampler(config, c)
+        save_snapshot_samples(config, c, state, step, workdir, writer, snapshot_sampler)
       if stop:
         log.warning("stopped by a signal at step %d; rerun the same command to resume", step)
         break
