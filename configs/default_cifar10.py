@@ -50,6 +50,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   data.centered = False                  # False: data in [0, 1]; True: in [-1, 1]
   data.uniform_dequantization = False
   data.num_channels = 3
+  data.data_dir = None                   # TFDS data dir (None: TFDS default, or $TFDS_DATA_DIR)
 
   config.model = model = ml_collections.ConfigDict()
   model.sigma_min = 0.01                 # VE SDE
