@@ -49,8 +49,14 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
   """Saves `state` at `step` (synchronously; a no-op if that step is already saved)."""
   if step in manager.all_steps():
     return
-  manager.save(int(step), args=ocp.args.StandardSave(state), force=True)
-  manager.wait_until_finished()
+  try:
+    manager.save(int(step), args=ocp.args.StandardSave(state), force=True)
+    manager.wait_until_finished()
+  except OSError as e:  # full disk, quota, read-only file system
+    raise OSError(e.errno, f"could not write the checkpoint for step {step} under "
+                  f"{manager.directory} ({e.strerror or e}); free space or choose a writable "
+                  f"--workdir. Earlier checkpoints are intact: rerunning resumes from step "
+                  f"{manager.latest_step()}") from e
 
 
 def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:

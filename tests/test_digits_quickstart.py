@@ -26,6 +26,7 @@ not shorten the run. At 2000 steps (seed 0) the 512 samples gave 88% confident,
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -131,6 +132,14 @@ _TRAIN_AND_SAMPLE = textwrap.dedent("""
     score_fn = lambda st: train.ema_score_fn(c, st, bool(config.training.continuous))
     x = jax.jit(lambda st, k: sample(k, score_fn(st))[0])(state, jax.random.key(1234))
     np.save(out, np.asarray(c.inverse_scaler(x)))
+    # The likelihood script's evaluation, for the trained and the untrained model.
+    import json
+    from scorejax import likelihood_eval
+    bpd = {which: likelihood_eval.evaluate_bpd(
+               config, workdir, untrained=(which == "untrained"), max_examples=64, batch_size=64,
+               rtol=1e-3, atol=1e-3)
+           for which in ("trained", "untrained")}
+    json.dump(bpd, open(out + ".bpd.json", "w"))
 """)
 
 
@@ -152,3 +161,9 @@ def test_digits_quickstart_samples_are_digits(tmp_path):
   assert result["confident"] >= CONFIDENT_FRACTION, result
   assert result["digit"] >= DIGIT_FRACTION, result
   assert np.all(result["histogram"] >= MIN_CLASS_FRACTION), result  # every class present: no mode collapse
+  # Exact bits/dim (test split, dequantized): training must lower it.
+  bpd = json.loads((tmp_path / "samples.npy.bpd.json").read_text())
+  print("bits/dim:", {k: (v["bpd"], v["bpd_stderr"]) for k, v in bpd.items()})
+  trained, untrained = bpd["trained"], bpd["untrained"]
+  assert np.isfinite(trained["bpd"]) and np.isfinite(untrained["bpd"])
+  assert trained["bpd"] + 4 * trained["bpd_stderr"] < untrained["bpd"], bpd

@@ -1,5 +1,6 @@
 """Optimizer, EMA, train step, data-parallel equivalence and checkpoints (no datasets)."""
 
+import errno
 import logging
 import os
 import subprocess
@@ -135,3 +136,21 @@ def test_unusable_checkpoint_dir_is_reported(tmp_path):
   blocker.write_text("")
   with pytest.raises(OSError, match="writable --workdir"):
     checkpoint.make_manager(str(blocker / "checkpoints"), snapshot_freq=10)
+
+
+def test_full_disk_on_save_is_reported_and_loses_nothing(tmp_path, monkeypatch):
+  tx = optim.make_optimizer(lr=1e-3)
+  state = TrainState.create({"w": jnp.arange(3.0)}, tx)
+  manager = checkpoint.make_manager(str(tmp_path), snapshot_freq=10)
+  checkpoint.save(manager, 10, state.replace(step=jnp.int32(10)))
+
+  def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(manager, "save", no_space)
+  with pytest.raises(OSError, match="No space left on device.*resumes from step 10") as info:
+    checkpoint.save(manager, 20, state.replace(step=jnp.int32(20)))
+  assert info.value.errno == errno.ENOSPC
+  monkeypatch.undo()
+  restored, step = checkpoint.restore_latest(manager, checkpoint.abstract_like(state))
+  assert step == 10 and int(restored.step) == 10
