@@ -20,51 +20,12 @@ runs in seconds.
 
 import ml_collections
 
-from configs import default_lsun, smoke
+from configs import ve_bedroom
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  config = default_lsun.get_default_configs()
-  training = config.training
-  training.sde = "vesde"
-  training.continuous = True
-
-  sampling = config.sampling
-  sampling.method = "pc"
-  sampling.predictor = "reverse_diffusion"
-  sampling.corrector = "langevin"
-
-  data = config.data
-  data.category = "church_outdoor"
-
-  model = config.model
-  model.name = "ncsnpp"
-  model.sigma_max = 380.0                # church: 380 (the LSUN default is 378)
-  model.scale_by_sigma = True
-  model.ema_rate = 0.999
-  model.normalization = "GroupNorm"
-  model.nonlinearity = "swish"
-  model.nf = 128
-  model.ch_mult = (1, 1, 2, 2, 2, 2, 2)
-  model.num_res_blocks = 2
-  model.attn_resolutions = (16,)
-  model.resamp_with_conv = True
-  model.conditional = True
-  model.fir = True
-  model.fir_kernel = (1, 3, 3, 1)
-  model.skip_rescale = True
-  model.resblock_type = "biggan"
-  model.progressive = "output_skip"
-  model.progressive_input = "input_skip"
-  model.progressive_combine = "sum"
-  model.attention_type = "ddpm"
-  model.init_scale = 0.0
-  model.embedding_type = "fourier"
-  model.fourier_scale = 16
-  model.conv_size = 3
-
-  if arg == "smoke":
-    smoke.shrink_for_smoke(config)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: '' or 'smoke'")
+  """The bedroom model's settings (`ve_bedroom.py`) on church_outdoor, with its sigma_max."""
+  config = ve_bedroom.get_config(arg)
+  config.data.category = "church_outdoor"
+  config.model.sigma_max = 380.0         # church: 380 (the LSUN default is 378)
   return config
