@@ -42,6 +42,10 @@ from scorejax.solvers import evaluations_per_solve, get_solver
 
 Array = jax.Array
 ScoreFn = Callable[[Array, Array], Array]
+
+# Where the likelihood's ODE starts, t = eps (score_sde's 1e-5): the model is the
+# probability-flow ODE from p_eps, so eps is part of the model whose density is reported.
+LIKELIHOOD_EPS = 1e-5
 DriftFn = Callable[[Array], Array]
 # (drift_fn, x, probe) -> (drift f~(x) shaped like x, per-example divergence (B,))
 DivergenceFn = Callable[[DriftFn, Array, Array], tuple[Array, Array]]
@@ -119,7 +123,7 @@ def _max_per_example_rms(state: tuple[Array, Array]) -> Array:
 # --- log-likelihood --------------------------------------------------------------------
 
 def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
-                   rtol: float = 1e-5, atol: float = 1e-5, eps: float = 1e-5,
+                   rtol: float = 1e-5, atol: float = 1e-5, eps: float = LIKELIHOOD_EPS,
                    divergence: str = "hutchinson_rademacher", solver: str = "tsit5",
                    max_steps: int = 4096) -> tuple[Array, Array, Array]:
   """Log-density of x (nats) under the probability-flow ODE model ([SDE] App. D.2).

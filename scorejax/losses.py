@@ -49,6 +49,9 @@ SingleScoreFn = Callable[[Array], Array]           # one example: x -> like x
 LossFn = Callable[[Any, Mapping[str, Any], Array, Array], tuple[Array, Mapping[str, Any]]]
 
 PROJECTIONS = ("gaussian", "rademacher")
+# Time floor of the continuous losses, t ~ U(eps, T) (score_sde's 1e-5): the DSM
+# target -z / sigma(t) is unbounded as t -> 0. The config's `training.eps`.
+TRAINING_EPS = 1e-5
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -56,10 +59,6 @@ PROJECTIONS = ("gaussian", "rademacher")
 def _reduce(sq: Array, reduce_mean: bool) -> Array:
   """score_sde's reduce_op on one example: mean, or half the sum, over all its entries."""
   return jnp.mean(sq) if reduce_mean else 0.5 * jnp.sum(sq)
-
-
-def _bcast(v: Array, x: Array) -> Array:
-  return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
 
 
 def _sample_times(key: Array, n: int, sde: sde_lib.SDE, eps: float) -> Array:
@@ -90,7 +89,7 @@ def dsm_example_loss(score: Array, z: Array, std: Array, diffusion: Array, *,
   return _reduce(jnp.square(score * std + z), reduce_mean)
 
 
-def perturb(sde: sde_lib.SDE, key: Array, x0: Array, *, eps: float = 1e-5
+def perturb(sde: sde_lib.SDE, key: Array, x0: Array, *, eps: float = TRAINING_EPS
             ) -> tuple[Array, Array, Array, Array]:
   """Draws t ~ U(eps, T), z ~ N(0, I) and x_t = mean(x_0, t) + std(t) z ([SDE] Eq. 7).
 
@@ -100,11 +99,11 @@ def perturb(sde: sde_lib.SDE, key: Array, x0: Array, *, eps: float = 1e-5
   t = _sample_times(k_t, x0.shape[0], sde, eps)
   z = jax.random.normal(k_z, x0.shape, x0.dtype)
   mean, std = sde.marginal_prob(x0, t)
-  return mean + _bcast(std, x0) * z, t, z, std
+  return mean + sde_lib.batch_broadcast(std, x0) * z, t, z, std
 
 
 def dsm_losses(score_fn: ScoreFn, sde: sde_lib.SDE, key: Array, x0: Array, *,
-               eps: float = 1e-5, likelihood_weighting: bool = False,
+               eps: float = TRAINING_EPS, likelihood_weighting: bool = False,
                reduce_mean: bool = False) -> Array:
   """Per-example continuous DSM losses (B,) ([SDE] Eq. 7; see `dsm_example_loss`).
 
@@ -120,7 +119,7 @@ def dsm_losses(score_fn: ScoreFn, sde: sde_lib.SDE, key: Array, x0: Array, *,
 
 
 def dsm_loss(score_fn: ScoreFn, sde: sde_lib.SDE, key: Array, x0: Array, *,
-             eps: float = 1e-5, likelihood_weighting: bool = False,
+             eps: float = TRAINING_EPS, likelihood_weighting: bool = False,
              reduce_mean: bool = False) -> Array:
   """Batch mean of `dsm_losses`: the Monte-Carlo estimate of [SDE] Eq. 7."""
   return jnp.mean(dsm_losses(score_fn, sde, key, x0, eps=eps,
@@ -186,7 +185,7 @@ def sliced_score_matching_loss(score_fn_single: SingleScoreFn, key: Array, x: Ar
 
 
 def sliced_sde_losses(score_fn: ScoreFn, sde: sde_lib.SDE, key: Array, x0: Array, *,
-                      eps: float = 1e-5, n_projections: int = 1,
+                      eps: float = TRAINING_EPS, n_projections: int = 1,
                       projection: str = "rademacher", variance_reduction: bool = False,
                       likelihood_weighting: bool = False, reduce_mean: bool = False) -> Array:
   """Per-example sliced score matching on the perturbed data x_t (B,).
@@ -217,7 +216,7 @@ def sliced_sde_losses(score_fn: ScoreFn, sde: sde_lib.SDE, key: Array, x0: Array
 
 
 def sliced_sde_loss(score_fn: ScoreFn, sde: sde_lib.SDE, key: Array, x0: Array, *,
-                    eps: float = 1e-5, n_projections: int = 1, projection: str = "rademacher",
+                    eps: float = TRAINING_EPS, n_projections: int = 1, projection: str = "rademacher",
                     variance_reduction: bool = False, likelihood_weighting: bool = False,
                     reduce_mean: bool = False) -> Array:
   """Batch mean of `sliced_sde_losses`."""
@@ -264,14 +263,14 @@ def _variables(params: Any, model_state: Mapping[str, Any]) -> dict:
 
 def get_sde_loss_fn(sde: sde_lib.SDE, model, *, train: bool = True, reduce_mean: bool = False,
                     continuous: bool = True, likelihood_weighting: bool = False,
-                    eps: float = 1e-5) -> LossFn:
+                    eps: float = TRAINING_EPS) -> LossFn:
   """`loss_fn(params, model_state, key, batch) -> (loss, new_model_state)`.
 
   `continuous=True`: denoising score matching with t ~ U(eps, T) ([SDE] Eq. 7), with
   the network turned into a score by `get_score_fn` (labels and output scaling per
   SDE), weighted by std^2 or, with `likelihood_weighting`, by g^2 ([MLE] Eq. 9).
-  `continuous=False`: the discrete losses, SMLD for a VESDE (`get_smld_loss_fn`) and
-  DDPM for a VPSDE (`get_ddpm_loss_fn`).
+  `continuous=False`: the discrete loss of the SDE's chain (`DISCRETE_LOSSES`): SMLD
+  for a VESDE (`get_smld_loss_fn`) and DDPM for a VPSDE (`get_ddpm_loss_fn`).
 
   `batch` is the data (B, ...). `model_state` holds the model's non-param
   collections (empty for the GroupNorm models here); it is passed through unchanged.
@@ -283,15 +282,13 @@ def get_sde_loss_fn(sde: sde_lib.SDE, model, *, train: bool = True, reduce_mean:
           "training.likelihood_weighting=True needs training.continuous=True: the discrete "
           "SMLD/DDPM losses have fixed weightings. Set training.continuous=True or "
           "training.likelihood_weighting=False.")
-    if isinstance(sde, sde_lib.VESDE):
-      return get_smld_loss_fn(sde, model, train=train, reduce_mean=reduce_mean)
-    if isinstance(sde, sde_lib.VPSDE):
-      return get_ddpm_loss_fn(sde, model, train=train, reduce_mean=reduce_mean)
-    raise ValueError(
-        f"training.continuous=False (the discrete SMLD/DDPM losses) is defined only for "
-        f"training.sde='vesde' (SMLD) and 'vpsde' (DDPM), not for {type(sde).__name__} "
-        f"(training.sde='subvpsde' has no discrete chain). Set training.continuous=True, "
-        f"or use training.sde='vpsde' for discrete training.")
+    if sde.chain is None:
+      raise ValueError(
+          f"training.continuous=False (the discrete SMLD/DDPM losses) needs an SDE with a "
+          f"discrete chain: training.sde='vesde' (SMLD) or 'vpsde' (DDPM), not "
+          f"{type(sde).__name__}, which has none. Set training.continuous=True, or use "
+          f"training.sde='vpsde' for discrete training.")
+    return DISCRETE_LOSSES[sde.chain](sde, model, train=train, reduce_mean=reduce_mean)
 
   def loss_fn(params, model_state, key, batch):
     k_loss, k_dropout = jax.random.split(key)
@@ -323,15 +320,15 @@ def get_smld_loss_fn(sde: sde_lib.VESDE, model, *, train: bool = True,
   score_sde's `get_smld_loss_fn` and `labels_and_std(continuous=False)`), and the
   network, conditioned on the integer label, outputs the score.
   """
-  if not isinstance(sde, sde_lib.VESDE):
-    raise ValueError(f"the SMLD loss needs a VESDE, got {type(sde).__name__}")
+  if sde.chain != "smld":
+    raise ValueError(f"the SMLD loss needs an SDE with the SMLD chain (VESDE), got {type(sde).__name__}")
   sigmas_decreasing = sde.discrete_sigmas[::-1]
 
   def loss_fn(params, model_state, key, batch):
     k_label, k_noise, k_dropout = jax.random.split(key, 3)
     labels = jax.random.randint(k_label, (batch.shape[0],), 0, sde.N)
     sigma = sigmas_decreasing[labels]
-    noise = _bcast(sigma, batch) * jax.random.normal(k_noise, batch.shape, batch.dtype)
+    noise = sde_lib.batch_broadcast(sigma, batch) * jax.random.normal(k_noise, batch.shape, batch.dtype)
     model_fn = get_model_fn(model, _variables(params, model_state), train=train,
                             dropout_key=k_dropout if train else None)
     score = model_fn(batch + noise, labels)
@@ -354,15 +351,15 @@ def get_ddpm_loss_fn(sde: sde_lib.VPSDE, model, *, train: bool = True,
   Labels i ~ U{0, ..., N-1}, x_i = sqrt(abar_i) x_0 + sqrt(1 - abar_i) z, and the
   network, conditioned on the integer step i, predicts z.
   """
-  if not isinstance(sde, sde_lib.VPSDE):
-    raise ValueError(f"the DDPM loss needs a VPSDE, got {type(sde).__name__}")
+  if sde.chain != "ddpm":
+    raise ValueError(f"the DDPM loss needs an SDE with the DDPM chain (VPSDE), got {type(sde).__name__}")
   abar = sde.alphas_cumprod
 
   def loss_fn(params, model_state, key, batch):
     k_label, k_noise, k_dropout = jax.random.split(key, 3)
     labels = jax.random.randint(k_label, (batch.shape[0],), 0, sde.N)
     z = jax.random.normal(k_noise, batch.shape, batch.dtype)
-    a = _bcast(abar[labels], batch)
+    a = sde_lib.batch_broadcast(abar[labels], batch)
     xt = jnp.sqrt(a) * batch + jnp.sqrt(1.0 - a) * z
     model_fn = get_model_fn(model, _variables(params, model_state), train=train,
                             dropout_key=k_dropout if train else None)
@@ -373,8 +370,15 @@ def get_ddpm_loss_fn(sde: sde_lib.VPSDE, model, *, train: bool = True,
   return loss_fn
 
 
+# sde.chain -> the discrete loss of that chain (score_sde's get_smld/ddpm_loss_fn).
+DISCRETE_LOSSES: Mapping[str, Callable[..., LossFn]] = {
+    "smld": get_smld_loss_fn,
+    "ddpm": get_ddpm_loss_fn,
+}
+
+
 __all__ = [
-    "get_sde_loss_fn", "get_smld_loss_fn", "get_ddpm_loss_fn",
+    "TRAINING_EPS", "DISCRETE_LOSSES", "get_sde_loss_fn", "get_smld_loss_fn", "get_ddpm_loss_fn",
     "dsm_loss", "dsm_losses", "dsm_example_loss", "perturb",
     "smld_example_loss", "ddpm_example_loss",
     "sliced_score_matching_loss", "sliced_score_matching_losses", "sliced_score_matching_single",

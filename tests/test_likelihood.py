@@ -26,7 +26,8 @@ from scorejax import likelihood
 from scorejax import sde as sde_lib
 
 EPS = 1e-5
-SDES = {"ve": sde_lib.VESDE(), "vp": sde_lib.VPSDE(), "subvp": sde_lib.subVPSDE()}
+SDES = {"ve": sde_lib.VESDE(), "vp": sde_lib.VPSDE(), "subvp": sde_lib.subVPSDE(),
+        "cosine": sde_lib.CosineVPSDE()}
 
 
 def _mixture(name: str) -> analytic.GaussianMixture:
@@ -38,7 +39,7 @@ def _mixture(name: str) -> analytic.GaussianMixture:
 # --- exact score, exact divergence -------------------------------------------------------
 
 @pytest.mark.parametrize("mix_name", ["2d", "32d"])
-@pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
+@pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp", "cosine"])
 def test_exact_score_matches_closed_form(sde_name, mix_name):
   sde, mix = SDES[sde_name], _mixture(mix_name)
   n, d = 64, mix.dim

@@ -19,7 +19,8 @@ from scorejax.sampling import (annealed_langevin, langevin_dynamics, ode_sample,
                                tweedie_denoise)
 from scorejax.solvers import SOLVERS
 
-SDES = {"ve": sde_lib.VESDE(), "vp": sde_lib.VPSDE(), "subvp": sde_lib.subVPSDE()}
+SDES = {"ve": sde_lib.VESDE(), "vp": sde_lib.VPSDE(), "subvp": sde_lib.subVPSDE(),
+        "cosine": sde_lib.CosineVPSDE()}
 N_SAMPLES = 8192  # >= 4096; see the module docstring for the tolerance
 
 SAMPLERS = {

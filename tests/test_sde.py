@@ -16,6 +16,7 @@ SDES = {
     "ve": sde_lib.VESDE(),
     "vp": sde_lib.VPSDE(),
     "subvp": sde_lib.subVPSDE(),
+    "cosine": sde_lib.CosineVPSDE(),
 }
 
 
@@ -30,8 +31,8 @@ def test_marginals_solve_the_moment_odes(name):
     g = float(sde.diffusion_coeff(jnp.float32(t)))
     return [f * y[0], 2 * f * y[1] + g**2]
 
-  ts = np.array([0.05, 0.3, 0.7, 1.0])
-  sol = integrate.solve_ivp(rhs, (0.0, 1.0), [1.0, v0], t_eval=ts, rtol=1e-10, atol=1e-12)
+  ts = np.array([0.05, 0.3, 0.7, 1.0]) * sde.T
+  sol = integrate.solve_ivp(rhs, (0.0, sde.T), [1.0, v0], t_eval=ts, rtol=1e-10, atol=1e-12)
   alpha, std = sde.marginal_coeffs(jnp.asarray(ts, jnp.float32))
   np.testing.assert_allclose(alpha, sol.y[0], rtol=1e-4)
   np.testing.assert_allclose(std, np.sqrt(sol.y[1]), rtol=1e-4)
@@ -95,6 +96,11 @@ def test_forward_chain_matches_marginals(name):
   if name == "subvp":  # Euler-Maruyama on t_i = i / N
     xs = jax.jit(lambda k: _simulate_chain(sde, x0, k, sde.N, lambda i: i / sde.N))(jax.random.key(0))
     t_after = (np.arange(sde.N) + 1) / sde.N
+    rtol = 0.02
+  elif name == "cosine":  # exact kernel steps over [i T / N, (i + 1) T / N]
+    xs = jax.jit(lambda k: _simulate_chain(sde, x0, k, sde.N, lambda i: (i + 1) * sde.T / sde.N))(
+        jax.random.key(0))
+    t_after = (np.arange(sde.N) + 1) * sde.T / sde.N
     rtol = 0.02
   else:  # SMLD / DDPM chains: step i sits at t_i = i / (N - 1)
     xs = jax.jit(lambda k: _simulate_chain(sde, x0, k, sde.N, lambda i: i / (sde.N - 1)))(jax.random.key(0))
@@ -175,6 +181,8 @@ def test_sde_from_config():
   assert sde_lib.sde_from_config(config) == sde_lib.VPSDE()
   config.training.sde = "vesde"
   assert sde_lib.sde_from_config(config) == sde_lib.VESDE()
+  config.training.sde = "cosinevpsde"
+  assert sde_lib.sde_from_config(config) == sde_lib.CosineVPSDE()
   config.training.sde = "nope"
   with pytest.raises(ValueError, match="training.sde"):
     sde_lib.sde_from_config(config)
@@ -183,3 +191,85 @@ def test_sde_from_config():
 def test_bad_shapes_are_reported():
   with pytest.raises(ValueError, match=r"t of shape \(B,\)"):
     SDES["vp"].marginal_prob(jnp.ones((4, 2)), jnp.ones((3,)))
+
+
+# --- the schedule view --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_schedule_identities(name):
+  """f = d log alpha / dt, g^2 = d sigma^2/dt - 2 f sigma^2, lambda = log(alpha / sigma),
+  and t(lambda) inverts lambda(t) (Kingma et al. 2021, Eqs. 1-2 and App. A), by autodiff."""
+  sde = SDES[name]
+  t = jnp.linspace(0.02, sde.T, 9)
+  d_log_alpha = jax.vmap(jax.grad(lambda u: jnp.log(sde.alpha(u))))(t)
+  d_var = jax.vmap(jax.grad(lambda u: jnp.square(sde.sigma(u))))(t)
+  alpha, sigma = sde.marginal_coeffs(t)
+  np.testing.assert_allclose(sde.alpha(t), alpha, rtol=1e-6)
+  np.testing.assert_allclose(sde.sigma(t), sigma, rtol=1e-6)
+  np.testing.assert_allclose(sde.drift_coeff(t), d_log_alpha, rtol=1e-4, atol=1e-5)
+  g2 = d_var - 2 * sde.drift_coeff(t) * sigma**2
+  np.testing.assert_allclose(sde.g2(t), g2, rtol=2e-3)
+  np.testing.assert_allclose(sde.g2(t), sde.diffusion_coeff(t)**2, rtol=1e-5)
+  lam = sde.log_snr(t)
+  np.testing.assert_allclose(lam, np.log(alpha) - np.log(sigma), rtol=1e-5, atol=1e-5)
+  assert bool(jnp.all(jnp.diff(lam) < 0)), lam
+  np.testing.assert_allclose(sde.t_of_log_snr(lam), t, rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", list(SDES))
+def test_t_of_log_snr_on_a_log_snr_grid(name):
+  """Uniform steps in lambda map back to times whose lambda is that grid (DPM-Solver's time steps)."""
+  sde = SDES[name]
+  lam = jnp.linspace(sde.log_snr(jnp.float32(sde.T)), sde.log_snr(jnp.float32(1e-3)), 50)
+  t = sde.t_of_log_snr(lam)
+  assert bool(jnp.all((t > 0) & (t <= sde.T * (1 + 1e-5))))
+  np.testing.assert_allclose(sde.log_snr(t), lam, rtol=1e-4, atol=1e-3)
+
+
+def test_cosine_schedule_closed_form():
+  """Nichol & Dhariwal 2021, Eq. 17: alphabar(t) = f(t) / f(0), f(t) = cos^2(pi/2 (t + s) / (1 + s))."""
+  sde = SDES["cosine"]
+  t = np.linspace(0.0, sde.T, 11)
+  f = lambda u: np.cos(0.5 * np.pi * (u + 0.008) / 1.008) ** 2
+  np.testing.assert_allclose(np.asarray(sde.alpha(jnp.asarray(t, jnp.float32)))**2, f(t) / f(0),
+                             rtol=1e-4, atol=1e-7)
+  # Its discrete betas are Nichol & Dhariwal's 1 - alphabar_t / alphabar_{t-1} on the grid.
+  n = 50
+  tt = jnp.asarray(np.arange(1, n + 1) * sde.T / n, jnp.float32)
+  want = 1 - f(np.arange(1, n + 1) * sde.T / n) / f(np.arange(n) * sde.T / n)
+  np.testing.assert_allclose(sde.cosine_betas(tt, n), np.minimum(want, 0.999), rtol=2e-3, atol=1e-6)
+
+
+def test_sdes_are_frozen_and_abstract():
+  with pytest.raises(TypeError):
+    sde_lib.SDE()  # pylint: disable=abstract-class-instantiated
+  with pytest.raises(AttributeError):
+    SDES["vp"].N = 10
+  assert sde_lib.VESDE(0.01, 50.0, 1000) == sde_lib.VESDE()  # positional order of API.md
+
+
+def test_discrete_step_count_is_an_argument():
+  """The n of a discretization is passed explicitly; the field N is only its default."""
+  vp, ve = SDES["vp"], SDES["ve"]
+  x, t = jnp.ones((3, 2)), jnp.full((3,), 0.5)
+  f_default, g_default = vp.discretize(x, t)
+  f_n, g_n = vp.discretize(x, t, 1000)
+  np.testing.assert_array_equal(g_default, g_n)
+  _, g_100 = vp.discretize(x, t, 100)
+  # beta_i of a 100-step DDPM table at t = 0.5: (beta_min + 0.5 (beta_max - beta_min) * 99/99... )/100
+  i = int(np.floor(0.5 * 99 + 1e-4))
+  np.testing.assert_allclose(g_100, np.sqrt(np.linspace(0.1 / 100, 20.0 / 100, 100)[i]), rtol=1e-6)
+  np.testing.assert_allclose(ve.smld_sigmas(10), np.exp(np.linspace(np.log(0.01), np.log(50), 10)),
+                             rtol=1e-5)
+
+
+def test_no_module_tests_the_class_of_an_sde():
+  """Everything outside scorejax/sde.py reads the schedule, never the SDE's class."""
+  import pathlib
+  import re
+  root = pathlib.Path(sde_lib.__file__).parent
+  pattern = re.compile(r"isinstance\([^)]*(" + "|".join(
+      [c.__name__ for c in sde_lib.SDES.values()] + ["SDE"]) + r")\b")
+  offenders = [f"{p.relative_to(root)}:{i + 1}" for p in sorted(root.rglob("*.py")) if p.name != "sde.py"
+               for i, line in enumerate(p.read_text().splitlines()) if pattern.search(line)]
+  assert not offenders, offenders

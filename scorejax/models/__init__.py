@@ -11,7 +11,7 @@ import importlib
 from typing import Any, Mapping
 
 from scorejax.models.score_fn import (get_model_fn, get_ncsn_score_fn_sigma, get_score_fn,
-                                      labels_and_std, score_from_output)
+                                      labels_and_std)
 
 # config.model.name -> module implementing it (imported on first use).
 ARCHITECTURES: Mapping[str, str] = {
@@ -48,4 +48,4 @@ def from_score_sde_pytorch(state_dict: Mapping[str, Any], config) -> dict:
 
 
 __all__ = ["ARCHITECTURES", "get_model", "from_score_sde_pytorch", "get_score_fn", "get_model_fn",
-           "get_ncsn_score_fn_sigma", "labels_and_std", "score_from_output"]
+           "get_ncsn_score_fn_sigma", "labels_and_std"]

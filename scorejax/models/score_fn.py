@@ -1,6 +1,7 @@
 """Model output -> score function, per SDE and training mode.
 
-Follows the parameterizations of Song et al. 2021 (score_sde):
+Each SDE states how score_sde's networks see it (`model_labels`, `model_output`,
+`model_output_std`); this module only applies that. Song et al. 2021 (score_sde):
 
 * VE, continuous: labels are sigma(t); the network output is the score (NCSN++
   divides by sigma itself when `scale_by_sigma`).
@@ -19,6 +20,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from scorejax import parameterization
 from scorejax import sde as sde_lib
 
 Array = jax.Array
@@ -40,38 +42,29 @@ def get_model_fn(model, variables: dict, *, train: bool = False,
 def labels_and_std(sde: sde_lib.SDE, t: Array, continuous: bool) -> tuple[Array, Array | None]:
   """The network's conditioning labels at time t, and the std dividing its output.
 
-  Returns `std=None` where the output already is the score (VE).
+  Returns `std=None` where the output already is the score (`sde.model_output ==
+  "score"`, VE).
   """
-  if isinstance(sde, (sde_lib.VPSDE, sde_lib.subVPSDE)):
-    if continuous or isinstance(sde, sde_lib.subVPSDE):
-      labels = t * 999.0
-      std = sde.marginal_coeffs(t)[1]
-    else:
-      i = sde.timestep_index(t)
-      labels = i
-      std = jnp.sqrt(1.0 - sde.alphas_cumprod)[i]
-    return labels, std
-  if isinstance(sde, sde_lib.VESDE):
-    if continuous:
-      return sde.marginal_coeffs(t)[1], None
-    return jnp.round((sde.T - t) * (sde.N - 1)).astype(jnp.int32), None
-  raise NotImplementedError(f"no score parameterization for {type(sde).__name__}")
-
-
-def score_from_output(output: Array, std: Array | None) -> Array:
-  if std is None:
-    return output
-  return -output / std.reshape(std.shape + (1,) * (output.ndim - 1))
+  labels = sde.model_labels(t, continuous)
+  if sde.model_output == "score":
+    return labels, None
+  return labels, sde.model_output_std(t, continuous)
 
 
 def get_score_fn(sde: sde_lib.SDE, model, variables: dict, continuous: bool = True, *,
                  train: bool = False, dropout_key: Array | None = None) -> Callable[[Array, Array], Array]:
-  """`score_fn(x, t)` approximating grad_x log p_t(x) from a trained network."""
+  """`score_fn(x, t)` approximating grad_x log p_t(x) from a trained network.
+
+  The network sees `sde.model_labels(t)`; its output, of kind `sde.model_output`,
+  is converted by `scorejax.parameterization.score_from_output`.
+  """
   model_fn = get_model_fn(model, variables, train=train, dropout_key=dropout_key)
 
   def score_fn(x: Array, t: Array) -> Array:
-    labels, std = labels_and_std(sde, t, continuous)
-    return score_from_output(model_fn(x, labels), std)
+    output = model_fn(x, sde.model_labels(t, continuous))
+    alpha = sde_lib.batch_broadcast(sde.alpha(t), x)
+    sigma = sde_lib.batch_broadcast(sde.model_output_std(t, continuous), x)
+    return parameterization.score_from_output(sde.model_output, x, output, alpha, sigma)
   return score_fn
 
 

@@ -2,9 +2,10 @@
 
 Each corrector is a pure function
 
-    corrector(key, sde, score_fn, x, t, snr, n_steps) -> (x, x_mean)
+    corrector(key, sde, score_fn, x, t, n, snr, n_steps) -> (x, x_mean)
 
-running `n_steps` Langevin MCMC steps targeting p_t.
+running `n_steps` Langevin MCMC steps targeting p_t at a time t of an n-step grid
+(n sets the step-size scale alpha_i, `sde.discrete_alpha`).
 """
 
 from __future__ import annotations
@@ -15,32 +16,24 @@ import jax
 import jax.numpy as jnp
 
 from scorejax import sde as sde_lib
-from scorejax.sde import _bcast
+from scorejax.sde import batch_broadcast as _bcast
 
 Array = jax.Array
 ScoreFn = Callable[[Array, Array], Array]
 Corrector = Callable[..., tuple[Array, Array]]
 
 
-def _alpha(sde: sde_lib.SDE, t: Array) -> Array:
-  """alpha_i = 1 - beta_i of the discrete VP chain (1 for VE), scaling the Langevin step."""
-  if isinstance(sde, (sde_lib.VPSDE, sde_lib.subVPSDE)):
-    betas = jnp.linspace(sde.beta_min / sde.N, sde.beta_max / sde.N, sde.N)
-    return 1.0 - betas[sde.timestep_index(t)]
-  return jnp.ones_like(t)
-
-
 def _flat_norm(v: Array) -> Array:
   return jnp.linalg.norm(v.reshape(v.shape[0], -1), axis=-1)
 
 
-def langevin(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, t: Array,
+def langevin(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, t: Array, n: int,
              snr: float, n_steps: int) -> tuple[Array, Array]:
-  """Langevin corrector ([SDE] Alg. 4): step eps = 2 alpha (snr ||z|| / ||s||)^2.
+  """Langevin corrector ([SDE] Alg. 4): step eps = 2 alpha_i (snr ||z|| / ||s||)^2.
 
   As in the reference, the norms are averaged over the batch.
   """
-  alpha = _alpha(sde, t)
+  alpha = sde.discrete_alpha(t, n)
 
   def step(carry, k):
     x, _ = carry
@@ -56,13 +49,13 @@ def langevin(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, t: Array
 
 
 def annealed_langevin_corrector(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array,
-                                t: Array, snr: float, n_steps: int) -> tuple[Array, Array]:
+                                t: Array, n: int, snr: float, n_steps: int) -> tuple[Array, Array]:
   """Annealed Langevin dynamics as a corrector ([SDE] Alg. 5 with the NCSN step rule):
 
-  step eps = 2 alpha (snr std(t))^2, i.e. Song & Ermon 2019's alpha_i proportional to sigma_i^2.
+  step eps = 2 alpha_i (snr sigma(t))^2, i.e. Song & Ermon 2019's alpha_i proportional to sigma_i^2.
   """
-  alpha = _alpha(sde, t)
-  std = sde.marginal_coeffs(t)[1]
+  alpha = sde.discrete_alpha(t, n)
+  std = sde.sigma(t)
   step_size = 2.0 * alpha * (snr * std)**2
 
   def step(carry, k):
@@ -75,7 +68,7 @@ def annealed_langevin_corrector(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn,
   return x, x_mean
 
 
-def no_corrector(key, sde, score_fn, x, t, snr, n_steps):
+def no_corrector(key, sde, score_fn, x, t, n, snr, n_steps):
   return x, x
 
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from scorejax import sde as sde_lib
 from scorejax.sampling.denoise import tweedie_denoise
+from scorejax.sampling.schedules import SAMPLING_EPS
 from scorejax.solvers import evaluations_per_solve, get_solver
 
 Array = jax.Array
@@ -40,7 +41,7 @@ def solve_reverse_ode(sde: sde_lib.SDE, score_fn: Callable[[Array, Array], Array
 
 def ode_sample(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Array], Array],
                shape: tuple[int, ...], *, rtol: float = 1e-5, atol: float = 1e-5,
-               eps: float = 1e-3, solver: str = "tsit5", denoise: bool = False,
+               eps: float = SAMPLING_EPS, solver: str = "tsit5", denoise: bool = False,
                max_steps: int = 16384) -> tuple[Array, Array]:
   """Samples x_T ~ prior and solves the probability-flow ODE to t = eps.
 

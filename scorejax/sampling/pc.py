@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import jax
@@ -11,6 +10,7 @@ import jax.numpy as jnp
 from scorejax import sde as sde_lib
 from scorejax.sampling.correctors import get_corrector
 from scorejax.sampling.predictors import get_predictor
+from scorejax.sampling.schedules import SAMPLING_EPS, uniform_time_grid
 
 Array = jax.Array
 ScoreFn = Callable[[Array, Array], Array]
@@ -22,9 +22,8 @@ def _is_set(name: str | None) -> bool:
 
 def _pc_parts(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int, ...], *,
               predictor, corrector, snr, n_corrector_steps, n_steps, eps):
-  """(sde, step function, x_T, per-step inputs, nfe) shared by the PC samplers."""
-  if n_steps is not None and n_steps != sde.N:
-    sde = dataclasses.replace(sde, N=int(n_steps))
+  """(number of steps n, step function, x_T, per-step inputs, nfe) shared by the PC samplers."""
+  n = int(n_steps) if n_steps is not None else sde.N
   predictor_fn = get_predictor(predictor)
   corrector_fn = get_corrector(corrector)
   if not (_is_set(predictor) or _is_set(corrector)):
@@ -35,24 +34,24 @@ def _pc_parts(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int,
     t_i, k = inputs
     k_corr, k_pred = jax.random.split(k)
     t = jnp.full((shape[0],), t_i, x.dtype)
-    x, x_mean = corrector_fn(k_corr, sde, score_fn, x, t, snr, n_corrector_steps)
-    x, x_mean = predictor_fn(k_pred, sde, score_fn, x, t)
+    x, x_mean = corrector_fn(k_corr, sde, score_fn, x, t, n, snr, n_corrector_steps)
+    x, x_mean = predictor_fn(k_pred, sde, score_fn, x, t, n)
     return (x, x_mean), None
 
   key_init, key_steps = jax.random.split(key)
   x_T = sde.prior_sampling(key_init, shape)
-  inputs = (jnp.linspace(sde.T, eps, sde.N), jax.random.split(key_steps, sde.N))
-  nfe = sde.N * (int(_is_set(predictor)) + n_corrector_steps * int(_is_set(corrector)))
-  return sde, step, x_T, inputs, nfe
+  inputs = (uniform_time_grid(sde.T, eps, n), jax.random.split(key_steps, n))
+  nfe = n * (int(_is_set(predictor)) + n_corrector_steps * int(_is_set(corrector)))
+  return n, step, x_T, inputs, nfe
 
 
 def pc_sample(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int, ...], *,
               predictor: str | None = "reverse_diffusion", corrector: str | None = "langevin",
               snr: float = 0.16, n_corrector_steps: int = 1, n_steps: int | None = None,
-              eps: float = 1e-3, denoise: bool = True) -> tuple[Array, int]:
+              eps: float = SAMPLING_EPS, denoise: bool = True) -> tuple[Array, int]:
   """Samples `shape` (batch included) by alternating corrector and predictor steps.
 
-  Time runs over N = `n_steps` (default `sde.N`) points linspace(T, eps, N); at each,
+  Time runs over n = `n_steps` (default `sde.N`) points linspace(T, eps, n); at each,
   `n_corrector_steps` corrector steps, then one predictor step, all inside one
   `lax.scan`. With `denoise`, the last predictor step's noise is left out (its
   mean is returned), as in the reference "noise removal".
@@ -70,18 +69,18 @@ def pc_trajectory(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[
                   n_frames: int = 10, predictor: str | None = "reverse_diffusion",
                   corrector: str | None = "langevin", snr: float = 0.16,
                   n_corrector_steps: int = 1, n_steps: int | None = None,
-                  eps: float = 1e-3) -> tuple[Array, Array]:
+                  eps: float = SAMPLING_EPS) -> tuple[Array, Array]:
   """The PC sampler's path: (frames (n_frames + 1, *shape), their times (n_frames + 1,)).
 
   Frame 0 is x_T; frame j the denoised state after j N / n_frames steps, so the last
   frame is `pc_sample`'s output with the same key. N must be a multiple of `n_frames`.
   """
-  sde, step, x_T, (ts, keys), _ = _pc_parts(
+  n, step, x_T, (ts, keys), _ = _pc_parts(
       key, sde, score_fn, shape, predictor=predictor, corrector=corrector, snr=snr,
       n_corrector_steps=n_corrector_steps, n_steps=n_steps, eps=eps)
-  if sde.N % n_frames:
-    raise ValueError(f"the number of steps ({sde.N}) must be a multiple of n_frames={n_frames}")
-  chunk = sde.N // n_frames
+  if n % n_frames:
+    raise ValueError(f"the number of steps ({n}) must be a multiple of n_frames={n_frames}")
+  chunk = n // n_frames
 
   def run_chunk(carry, inputs):
     carry, _ = jax.lax.scan(step, carry, inputs)
