@@ -21,44 +21,16 @@ block per level, attention at 8 px) so that it builds and runs in seconds.
 
 import ml_collections
 
-from configs import default_cifar10
+from configs import blocks, default_cifar10, smoke
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  config = default_cifar10.get_default_configs()
-
-  training = config.training
-  training.sde = "vpsde"
-  training.continuous = False            # DDPM's discrete loss over integer timesteps
-  training.reduce_mean = True
-
-  sampling = config.sampling
-  sampling.method = "pc"
-  sampling.predictor = "ancestral"       # score_sde: 'ancestral_sampling'
-  sampling.corrector = "none"
-
-  data = config.data
-  data.centered = True                   # the model sees data in [-1, 1]
-
-  model = config.model
-  model.name = "ddpm"
-  model.scale_by_sigma = False
-  model.ema_rate = 0.9999
-  model.normalization = "GroupNorm"
-  model.nonlinearity = "swish"
-  model.nf = 128
-  model.ch_mult = (1, 2, 2, 2)
-  model.num_res_blocks = 2
-  model.attn_resolutions = (16,)
-  model.resamp_with_conv = True
-  model.conditional = True               # read by score_sde but without effect on its DDPM
-
-  if arg == "smoke":
-    data.image_size = 16
-    model.nf = 32                        # GroupNorm's 32 groups need multiples of 32
-    model.ch_mult = (1, 2, 2)
-    model.num_res_blocks = 1
-    model.attn_resolutions = (8,)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
-  return config
+  config = default_cifar10.get_config()
+  config.training.sde = "vpsde"
+  config.training.continuous = False     # DDPM's discrete loss over integer timesteps
+  config.training.reduce_mean = True
+  config.sampling.predictor = "ancestral"  # score_sde: 'ancestral_sampling'
+  config.sampling.corrector = "none"
+  config.data.centered = True            # the model sees data in [-1, 1]
+  config.model.update(blocks.ddpm())
+  return smoke.apply(config, arg, smoke.shrink_unet)

@@ -1,14 +1,20 @@
-"""Defaults shared by the CIFAR-10 experiment configs (score_sde's field names and values).
+"""CIFAR-10 defaults (score_sde's default_cifar10_configs.py): every field but the network's.
 
-Not an experiment on its own: `ve_cifar10.py`, `vp_cifar10.py`, ... import
-`get_default_configs()` and set the SDE and the model. Every field is listed
-here with a comment, so this file doubles as the reference for config fields.
+Not an experiment on its own (it names no network): `ve_cifar10.py`,
+`vp_cifar10.py`, ... start from `get_config()` and state what they change; the
+CelebA and LSUN defaults start from it too. Every field is listed here with a
+comment, so this file (with `blocks.py` for the networks' fields) is the reference
+for config fields; `digits.py` and `toy_2d.py` stand alone and comment the few
+fields of their own (e.g. `sampling.rtol`, `data.toy_name`).
 """
 
 import ml_collections
+from ml_collections import config_dict
+
+from configs import blocks
 
 
-def get_default_configs() -> ml_collections.ConfigDict:
+def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   config.training = training = ml_collections.ConfigDict()
@@ -16,13 +22,14 @@ def get_default_configs() -> ml_collections.ConfigDict:
   training.continuous = True             # continuous-time DSM (True) or SMLD/DDPM discrete losses
   training.reduce_mean = False           # mean (True) or sum (False) of the per-pixel loss
   training.likelihood_weighting = False  # lambda(t) = g(t)^2 (Song et al. 2021b) instead of std^2
+  training.eps = 1e-5                    # time floor of the continuous DSM loss: t ~ U(eps, T)
   training.batch_size = 128              # global batch, split over all devices and hosts
   training.n_iters = 1300001
   training.snapshot_freq = 50000         # kept checkpoints (and sample grids)
   training.snapshot_freq_for_preemption = 10000  # overwritten checkpoint for resuming
   training.snapshot_sampling = True      # sample a grid at every snapshot
   training.log_freq = 50
-  training.eval_freq = 100
+  training.eval_freq = 100               # test-split loss every eval_freq steps (0: never)
 
   config.sampling = sampling = ml_collections.ConfigDict()
   sampling.method = "pc"                 # 'pc' | 'ode'
@@ -30,17 +37,17 @@ def get_default_configs() -> ml_collections.ConfigDict:
   sampling.corrector = "langevin"        # 'langevin' | 'ald' | 'none'
   sampling.n_steps_each = 1              # corrector steps per predictor step
   sampling.noise_removal = True          # final Tweedie denoising step
-  sampling.probability_flow = False
   sampling.snr = 0.16                    # Langevin corrector's signal-to-noise ratio
+  sampling.eps = 1e-3                    # time floor: samplers integrate from T down to eps
 
   config.eval = evaluate = ml_collections.ConfigDict()
-  evaluate.begin_ckpt = 9
+  evaluate.begin_ckpt = 9                # checkpoints begin_ckpt..end_ckpt, in units of snapshot_freq
   evaluate.end_ckpt = 26
   evaluate.batch_size = 1024
-  evaluate.enable_sampling = False
+  evaluate.enable_sampling = False       # FID/IS/KID of num_samples samples
   evaluate.num_samples = 50000
-  evaluate.enable_loss = True
-  evaluate.enable_bpd = False
+  evaluate.enable_loss = True            # test-split loss of the EMA parameters
+  evaluate.enable_bpd = False            # bits/dim by the probability-flow ODE
   evaluate.bpd_dataset = "test"
 
   config.data = data = ml_collections.ConfigDict()
@@ -50,8 +57,9 @@ def get_default_configs() -> ml_collections.ConfigDict:
   data.centered = False                  # False: data in [0, 1]; True: in [-1, 1]
   data.uniform_dequantization = False
   data.num_channels = 3
-  data.data_dir = None                   # TFDS data dir (None: TFDS default, or $TFDS_DATA_DIR)
+  data.data_dir = config_dict.placeholder(str)  # TFDS data dir; None: $TFDS_DATA_DIR or ~/tensorflow_datasets
 
+  # The SDE's fields; the experiment adds the network's (configs/blocks.py).
   config.model = model = ml_collections.ConfigDict()
   model.sigma_min = 0.01                 # VE SDE
   model.sigma_max = 50.0
@@ -61,14 +69,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
   model.dropout = 0.1
   model.embedding_type = "fourier"       # 'fourier' | 'positional'
 
-  config.optim = optim = ml_collections.ConfigDict()
-  optim.weight_decay = 0.0
-  optim.optimizer = "Adam"
-  optim.lr = 2e-4
-  optim.beta1 = 0.9
-  optim.eps = 1e-8
-  optim.warmup = 5000
-  optim.grad_clip = 1.0
+  config.optim = blocks.adam(lr=2e-4, warmup=5000)
 
   config.seed = 42
   return config

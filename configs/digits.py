@@ -37,6 +37,8 @@ test runs.
 
 import ml_collections
 
+from configs import blocks, smoke
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -46,9 +48,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   training.continuous = True
   training.reduce_mean = True
   training.likelihood_weighting = False
+  training.eps = 1e-5                 # t ~ U(eps, T)
   training.batch_size = 64
   training.n_iters = 2000
-  training.snapshot_freq = 1000           # grids at steps 1000 and 2000
+  training.snapshot_freq = 1000       # grids at steps 1000 and 2000
   training.snapshot_freq_for_preemption = 250
   training.snapshot_sampling = True
   training.snapshot_sample_count = 64
@@ -61,8 +64,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   sampling.corrector = "none"
   sampling.n_steps_each = 1
   sampling.noise_removal = True
-  sampling.probability_flow = False
   sampling.snr = 0.16
+  sampling.eps = 1e-3
   sampling.rtol = 1e-3                # for --config.sampling.method=ode
   sampling.atol = 1e-3
 
@@ -90,60 +93,25 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   data.uniform_dequantization = False
 
   config.model = model = ml_collections.ConfigDict()
-  model.name = "ncsnpp"
-  model.scale_by_sigma = False
-  model.ema_rate = 0.995             # EMA starts at the init: keep it short for 2000 steps
-  model.normalization = "GroupNorm"
-  model.nonlinearity = "swish"
-  model.nf = 16
-  model.ch_mult = (1, 2, 2)
-  model.num_res_blocks = 1
-  model.attn_resolutions = (8,)
-  model.resamp_with_conv = True
-  model.conditional = True
-  model.fir = False
-  model.fir_kernel = (1, 3, 3, 1)
-  model.skip_rescale = True
-  model.resblock_type = "biggan"
-  model.progressive = "none"
-  model.progressive_input = "none"
-  model.progressive_combine = "sum"
-  model.attention_type = "ddpm"
-  model.init_scale = 0.0
-  model.embedding_type = "positional"
-  model.fourier_scale = 16
-  model.conv_size = 3
-  model.dropout = 0.0
   model.sigma_min = 0.01
   model.sigma_max = 50.0
   model.beta_min = 0.1
   model.beta_max = 20.0
   model.num_scales = 200             # sampler steps (training is continuous-time)
+  model.dropout = 0.0
+  model.update(blocks.ddpmpp(
+      ema_rate=0.995,                # EMA starts at the init: keep it short for 2000 steps
+      nf=16, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,)))
 
-  config.optim = optim = ml_collections.ConfigDict()
-  optim.optimizer = "Adam"
-  optim.lr = 1e-3                    # 5x the CIFAR-10 rate: small net, short run
-  optim.beta1 = 0.9
-  optim.eps = 1e-8
-  optim.warmup = 100
-  optim.grad_clip = 1.0
-  optim.weight_decay = 0.0
+  config.optim = blocks.adam(lr=1e-3, warmup=100)  # 5x the CIFAR-10 rate: small net, short run
 
   config.seed = 0
+  return smoke.apply(config, arg, _shrink)
 
-  if arg == "smoke":
-    training.n_iters = 3
-    training.batch_size = 8
-    training.snapshot_freq = 3
-    training.snapshot_freq_for_preemption = 3
-    training.log_freq = 1
-    training.eval_freq = 3
-    training.snapshot_sample_count = 4
-    evaluate.batch_size = 8
-    model.nf = 8
-    model.ch_mult = (1, 2)
-    model.attn_resolutions = ()
-    model.num_scales = 4
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: '' or 'smoke'")
-  return config
+
+def _shrink(config: ml_collections.ConfigDict) -> None:
+  """A tiny net, 3 steps, a 4-image grid."""
+  config.training.update(dict(n_iters=3, batch_size=8, snapshot_freq=3, snapshot_freq_for_preemption=3,
+                              log_freq=1, eval_freq=3, snapshot_sample_count=4))
+  config.eval.batch_size = 8
+  config.model.update(dict(nf=8, ch_mult=(1, 2), attn_resolutions=(), num_scales=4))

@@ -23,51 +23,11 @@ NCSNv2's layout is fixed by `model.name` (no ch_mult / num_res_blocks to shrink)
 
 import ml_collections
 
-from configs import default_celeba
+from configs import blocks, default_celeba, smoke
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  config = default_celeba.get_default_configs()
-
-  training = config.training
-  training.sde = "vesde"
-  training.continuous = False            # SMLD's loss over the integer noise levels
-
-  sampling = config.sampling
-  sampling.method = "pc"
-  sampling.predictor = "none"
-  sampling.corrector = "ald"             # annealed Langevin dynamics (Song & Ermon 2019, Alg. 1)
-  sampling.n_steps_each = 5
-  sampling.snr = 0.128
-
-  data = config.data
-  data.centered = False                  # data in [0, 1]; the network applies 2x - 1
-
-  model = config.model
-  model.name = "ncsnv2_64"
-  model.scale_by_sigma = True            # NCSNv2 always divides its output by sigma
-  model.num_scales = 500
-  model.sigma_min = 0.01
-  model.sigma_max = 90.0
-  model.ema_rate = 0.999
-  model.normalization = "InstanceNorm++"
-  model.nonlinearity = "elu"
-  model.nf = 128
-  model.interpolation = "bilinear"
-
-  optim = config.optim
-  optim.weight_decay = 0.0
-  optim.optimizer = "Adam"
-  optim.lr = 1e-4
-  optim.beta1 = 0.9
-  optim.amsgrad = False
-  optim.eps = 1e-8
-  optim.warmup = 0
-  optim.grad_clip = -1.0                 # no clipping
-
-  if arg == "smoke":
-    data.image_size = 16
-    model.nf = 16
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
-  return config
+  config = default_celeba.get_config()   # sigma_max 90, sigma_min 0.01
+  blocks.ncsnv2(config, name="ncsnv2_64", num_scales=500, ema_rate=0.999, n_steps_each=5,
+                snr=0.128)
+  return smoke.apply(config, arg, smoke.shrink_ncsnv2)

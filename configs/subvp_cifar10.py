@@ -20,8 +20,4 @@ from configs import smoke, vp_cifar10
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config = vp_cifar10.get_config()
   config.training.sde = "subvpsde"
-  if arg == "smoke":
-    smoke.shrink_for_smoke(config)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: '' or 'smoke'")
-  return config
+  return smoke.apply(config, arg, smoke.shrink_ncsnpp)

@@ -14,6 +14,8 @@ imbalanced_mixture, eight_gaussians, two_moons, rings, checkerboard, swiss_roll.
 
 import ml_collections
 
+from configs import blocks, smoke
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -23,6 +25,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   training.continuous = True
   training.reduce_mean = False
   training.likelihood_weighting = False
+  training.eps = 1e-5               # t ~ U(eps, T)
   training.batch_size = 512
   training.n_iters = 4000
   training.snapshot_freq = 1000
@@ -38,8 +41,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   sampling.corrector = "langevin"
   sampling.n_steps_each = 1
   sampling.noise_removal = False
-  sampling.probability_flow = False
   sampling.snr = 0.16
+  sampling.eps = 1e-3
   sampling.rtol = 1e-5
   sampling.atol = 1e-5
 
@@ -70,24 +73,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   model.beta_max = 20.0
   model.num_scales = 1000
 
-  config.optim = optim = ml_collections.ConfigDict()
-  optim.optimizer = "Adam"
-  optim.lr = 2e-3
-  optim.beta1 = 0.9
-  optim.eps = 1e-8
-  optim.warmup = 100
-  optim.grad_clip = 1.0
-  optim.weight_decay = 0.0
+  config.optim = blocks.adam(lr=2e-3, warmup=100)
 
   config.seed = 0
+  return smoke.apply(config, arg, _shrink)
 
-  if arg == "smoke":
-    training.n_iters = 20
-    training.snapshot_freq = 10
-    training.snapshot_freq_for_preemption = 5
-    training.log_freq = 5
-    training.batch_size = 64
-    training.snapshot_sample_count = 64
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: '' or 'smoke'")
-  return config
+
+def _shrink(config: ml_collections.ConfigDict) -> None:
+  """20 steps of small batches."""
+  config.training.update(dict(n_iters=20, snapshot_freq=10, snapshot_freq_for_preemption=5,
+                              log_freq=5, batch_size=64, snapshot_sample_count=64))

@@ -20,50 +20,12 @@ runs in seconds.
 
 import ml_collections
 
-from configs import default_lsun, smoke
+from configs import blocks, default_lsun, smoke
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  config = default_lsun.get_default_configs()
-  training = config.training
-  training.sde = "vesde"
-  training.continuous = True
-
-  sampling = config.sampling
-  sampling.method = "pc"
-  sampling.predictor = "reverse_diffusion"
-  sampling.corrector = "langevin"
-
-  data = config.data
-  data.category = "bedroom"
-
-  model = config.model
-  model.name = "ncsnpp"
-  model.scale_by_sigma = True
-  model.ema_rate = 0.999
-  model.normalization = "GroupNorm"
-  model.nonlinearity = "swish"
-  model.nf = 128
-  model.ch_mult = (1, 1, 2, 2, 2, 2, 2)
-  model.num_res_blocks = 2
-  model.attn_resolutions = (16,)
-  model.resamp_with_conv = True
-  model.conditional = True
-  model.fir = True
-  model.fir_kernel = (1, 3, 3, 1)
-  model.skip_rescale = True
-  model.resblock_type = "biggan"
-  model.progressive = "output_skip"
-  model.progressive_input = "input_skip"
-  model.progressive_combine = "sum"
-  model.attention_type = "ddpm"
-  model.init_scale = 0.0
-  model.embedding_type = "fourier"
-  model.fourier_scale = 16
-  model.conv_size = 3
-
-  if arg == "smoke":
-    smoke.shrink_for_smoke(config)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: '' or 'smoke'")
-  return config
+  config = default_lsun.get_config()     # VE SDE, PC: reverse diffusion + Langevin
+  config.data.category = "bedroom"
+  config.model.update(blocks.ncsnpp(ch_mult=(1, 1, 2, 2, 2, 2, 2), num_res_blocks=2,
+                                    progressive="output_skip", progressive_input="input_skip"))
+  return smoke.apply(config, arg, smoke.shrink_ncsnpp)

@@ -7,15 +7,11 @@ Command:
 Data: TFDS lsun/church_outdoor (`config.data.category = 'church_outdoor'`), prepared once as ArrayRecord
 (`tfds build lsun/church_outdoor --data_dir=DIR --file_format=array_record`).
 
-Reproduces score_sde's 256x256 LSUN church_outdoor model (Song et al. 2021 show its
-samples; no FID/IS is stated here because none could be confirmed for it): NCSN++ with 7 levels
-(ch_mult 1,1,2,2,2,2,2), two res blocks per level, attention at 16x16, BigGAN
-res blocks with FIR resampling, progressive growing on both ends (output_skip
-and input_skip, combined by sum), no dropout, continuous VE SDE with
-sigma_max = 380 and N = 2000, batch 64 for 2.4M iterations, PC sampling (reverse
-diffusion + Langevin, snr 0.075).
-`configs/ve_church.py:smoke` shrinks the network to 16x16 (`configs/smoke.py`) so that it
-runs in seconds.
+Reproduces score_sde's 256x256 LSUN church_outdoor model: the bedroom model of
+`ve_bedroom.py` (its network, training and PC sampling) with sigma_max = 380.
+Song et al. 2021 show its samples; no FID/IS is stated here because none could be
+confirmed for it. `configs/ve_church.py:smoke` shrinks the network to 16x16
+(`configs/smoke.py`) so that it runs in seconds.
 """
 
 import ml_collections

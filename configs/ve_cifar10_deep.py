@@ -13,15 +13,8 @@ The network has 107,587,075 parameters (including the fixed Fourier W).
 
 import ml_collections
 
-from configs import smoke, ve_cifar10
+from configs import blocks, smoke, ve_cifar10
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  config = ve_cifar10.get_config()
-  config.training.n_iters = 950001
-  config.model.num_res_blocks = 8
-  if arg == "smoke":
-    smoke.shrink_for_smoke(config)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: '' or 'smoke'")
-  return config
+  return smoke.apply(blocks.deep(ve_cifar10.get_config()), arg, smoke.shrink_ncsnpp)

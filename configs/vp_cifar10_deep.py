@@ -13,15 +13,8 @@ iterations at batch 128. 106,632,579 parameters.
 
 import ml_collections
 
-from configs import smoke, vp_cifar10
+from configs import blocks, smoke, vp_cifar10
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  config = vp_cifar10.get_config()
-  config.training.n_iters = 950001
-  config.model.num_res_blocks = 8
-  if arg == "smoke":
-    smoke.shrink_for_smoke(config)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; valid: '' or 'smoke'")
-  return config
+  return smoke.apply(blocks.deep(vp_cifar10.get_config()), arg, smoke.shrink_ncsnpp)

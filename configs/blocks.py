@@ -1,0 +1,126 @@
+"""Blocks of fields that several configs share: the networks, NCSNv2's recipe, Adam.
+
+An experiment adds a network's fields to its dataset default's SDE fields with
+`config.model.update(blocks.ncsnpp(...))`; keyword arguments change fields of the
+block (an unknown one is an error). `ncsnv2(config, ...)` and `deep(config)` change
+a whole config the way score_sde's NCSNv2 and `*_deep` configs do. Values are
+score_sde's published ones; the comments here are the reference for these fields,
+as `default_cifar10.py`'s are for the others.
+"""
+
+from typing import Any
+
+import ml_collections
+
+
+def _changed(block: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+  unknown = sorted(set(changes) - set(block))
+  if unknown:
+    raise TypeError(f"{unknown} are not fields of this block; it has {sorted(block)}")
+  return {**block, **changes}
+
+
+def _unet() -> dict[str, Any]:
+  """The U-Net fields NCSN++ shares with the DDPM network it grew from (Ho et al. 2020)."""
+  return dict(
+      nonlinearity="swish",             # see scorejax.models.layers.ACTIVATIONS
+      nf=128,                           # channels at the first level
+      ch_mult=(1, 2, 2, 2),             # channel multiplier per resolution level
+      attn_resolutions=(16,),           # resolutions (px) with self-attention
+      resamp_with_conv=True,            # convolutions in the up/down-sampling layers
+      conditional=True,                 # time-conditional residual blocks
+  )
+
+
+def ddpm(**changes: Any) -> dict[str, Any]:
+  """The DDPM U-Net (Ho et al. 2020; `scorejax.models.ddpm`), score_sde's configs/vp/ddpm.
+
+  `conditional` is kept as score_sde sets it: its DDPM reads it without effect.
+  """
+  return _changed(dict(
+      _unet(),
+      name="ddpm",
+      scale_by_sigma=False,             # the network predicts the noise
+      ema_rate=0.9999,
+      num_res_blocks=2,                 # per level
+  ), changes)
+
+
+def ncsnpp(**changes: Any) -> dict[str, Any]:
+  """NCSN++ (Song et al. 2021, App. H; `scorejax.models.ncsnpp`), as in score_sde's
+  configs/ve/cifar10_ncsnpp_continuous.py."""
+  return _changed(dict(
+      _unet(),
+      name="ncsnpp",                    # 'ncsnpp' | 'ddpm' | 'ncsnv2_64' | 'ncsnv2_128' | 'ncsnv2_256' | 'mlp'
+      scale_by_sigma=True,              # output divided by sigma(t) (VE); False: predicts the noise
+      ema_rate=0.999,
+      num_res_blocks=4,                 # per level
+      fir=True,                         # FIR up/down-sampling (StyleGAN2)
+      fir_kernel=(1, 3, 3, 1),
+      skip_rescale=True,                # skip connections scaled by 1/sqrt(2)
+      resblock_type="biggan",           # 'biggan' | 'ddpm'
+      progressive="none",               # output pyramid: 'none' | 'output_skip' | 'residual'
+      progressive_input="residual",     # input pyramid: 'none' | 'input_skip' | 'residual'
+      progressive_combine="sum",        # 'sum' | 'cat'
+      attention_type="ddpm",
+      init_scale=0.0,                   # scale of the residual blocks' last init (0: 1e-10)
+      embedding_type="fourier",         # time embedding: 'fourier' (of log sigma) | 'positional' (of 999 t)
+      fourier_scale=16,
+  ), changes)
+
+
+def ddpmpp(**changes: Any) -> dict[str, Any]:
+  """DDPM++ (Song et al. 2021, App. H): the NCSN++ code with DDPM-style settings
+  (positional embedding of 999 t, no FIR, no input pyramid, no sigma scaling), as in
+  score_sde's configs/vp/cifar10_ddpmpp_continuous.py."""
+  return ncsnpp(**{**dict(scale_by_sigma=False, ema_rate=0.9999, fir=False,
+                          progressive_input="none", embedding_type="positional"), **changes})
+
+
+def ncsnv2(config: ml_collections.ConfigDict, *, name: str, num_scales: int, ema_rate: float,
+           n_steps_each: int, snr: float) -> None:
+  """NCSNv2 trained and sampled as score_sde does it (Song & Ermon 2020).
+
+  The RefineNet `name` (its size; nf 128, ELU) with output divided by sigma, the
+  discrete SMLD loss (Song & Ermon 2019, Eq. 5-6) over `num_scales` noise levels from
+  the default's sigma_max down to sigma_min, Adam 1e-4 without warm-up or gradient
+  clipping, and annealed Langevin dynamics only (corrector 'ald', no predictor; Song &
+  Ermon 2019, Alg. 1) with `n_steps_each` steps per noise level at `snr`.
+  """
+  config.training.sde = "vesde"
+  config.training.continuous = False    # SMLD's loss over the integer noise levels
+  config.sampling.method = "pc"
+  config.sampling.predictor = "none"
+  config.sampling.corrector = "ald"
+  config.sampling.n_steps_each = n_steps_each
+  config.sampling.snr = snr
+  config.data.centered = False          # data in [0, 1]; the network applies 2x - 1
+  config.model.update(dict(
+      name=name,                        # 'ncsnv2_64' | 'ncsnv2_128' | 'ncsnv2_256'
+      scale_by_sigma=True,              # NCSNv2 always divides its output by sigma
+      num_scales=num_scales,            # L geometric noise levels (SMLD's sigma_i)
+      ema_rate=ema_rate,
+      nonlinearity="elu",
+      nf=128,
+  ))
+  config.optim.update(adam(lr=1e-4, warmup=0, grad_clip=-1.0))
+
+
+def deep(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """score_sde's `*_deep_continuous` CIFAR-10 variants: 8 res blocks per level, 0.95M iterations."""
+  config.training.n_iters = 950001
+  config.model.num_res_blocks = 8
+  return config
+
+
+def adam(*, lr: float, warmup: int, grad_clip: float = 1.0) -> ml_collections.ConfigDict:
+  """`config.optim`: Adam (beta2 0.999) with a linear warm-up and global-norm clipping."""
+  optim = ml_collections.ConfigDict()
+  optim.optimizer = "Adam"              # the only one (scorejax.optim.OPTIMIZERS)
+  optim.lr = lr                         # after `warmup` steps of linear increase from 0
+  optim.warmup = warmup
+  optim.grad_clip = grad_clip           # max global gradient norm; < 0: no clipping
+  optim.beta1 = 0.9
+  optim.eps = 1e-8
+  optim.weight_decay = 0.0              # coupled L2 decay (added to the gradient)
+  return optim
