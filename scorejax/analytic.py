@@ -58,7 +58,7 @@ class GaussianMixture:
   def _component_logps(self, x: Array) -> Array:
     """log w_k + log N(x; mu_k, diag v_k) for every k: (K,)."""
     chex.assert_shape(x, (self.dim,))
-    quad = jnp.sum(jnp.square(x - self.means) / self.variances, axis=-1)
+    quad = jnp.sum(jnp.square(x[None] - self.means) / self.variances, axis=-1)
     logdet = jnp.sum(jnp.log(self.variances), axis=-1)
     return jnp.log(self.weights) - 0.5 * (quad + logdet + self.dim * math.log(2 * math.pi))
 
@@ -67,7 +67,7 @@ class GaussianMixture:
 
   def score_single(self, x: Array) -> Array:
     r = jax.nn.softmax(self._component_logps(x))
-    return jnp.sum(r[:, None] * (self.means - x) / self.variances, axis=0)
+    return jnp.sum(r[:, None] * (self.means - x[None]) / self.variances, axis=0)
 
   # --- batched (x: (B, D)) ---------------------------------------------------------
   def log_prob(self, x: Array) -> Array:

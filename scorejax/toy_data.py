@@ -23,7 +23,7 @@ def sample_two_moons(key: Array, n: int, noise: float = 0.05) -> Array:
   theta = jax.random.uniform(k_angle, (n,), maxval=math.pi)
   upper = jnp.stack([jnp.cos(theta), jnp.sin(theta)], -1)
   lower = jnp.stack([1.0 - jnp.cos(theta), 0.5 - jnp.sin(theta)], -1)
-  x = jnp.where(side[:, None], upper, lower) - jnp.array([0.5, 0.25])
+  x = jnp.where(side[:, None], upper, lower) - jnp.array([[0.5, 0.25]])
   return x + noise * jax.random.normal(k_noise, (n, 2))
 
 

@@ -106,7 +106,7 @@ def _gaussian(key, n):
   a = jax.random.normal(k_a, (DIM, DIM)) / math.sqrt(DIM)
   cov = a @ a.T + 0.5 * jnp.eye(DIM)
   mu = jnp.linspace(-1.0, 1.0, DIM)
-  x = mu + jax.random.normal(key, (n, DIM)) @ jnp.linalg.cholesky(cov).T
+  x = mu[None] + jax.random.normal(key, (n, DIM)) @ jnp.linalg.cholesky(cov).T
   return x, mu, cov
 
 

@@ -19,7 +19,7 @@ def _posterior_mean_x0(mix, sde, x, t):
     alpha, sigma = sde.marginal_coeffs(ti)
     r = mix.marginal(sde, ti).responsibilities(xi[None])[0]
     gain = mix.variances * alpha / (alpha**2 * mix.variances + sigma**2)
-    return jnp.sum(r[:, None] * (mix.means + gain * (xi - alpha * mix.means)), axis=0)
+    return jnp.sum(r[:, None] * (mix.means + gain * (xi[None] - alpha * mix.means)), axis=0)
   return jax.vmap(single)(x, t)
 
 

@@ -140,7 +140,7 @@ def test_tweedie_denoise_is_posterior_mean():
     t = 0.4
     alpha, std = sde.marginal_coeffs(jnp.float32(t))
     want = 0.7 * jnp.array([1.0, 0]) + jnp.array([0, -0.3])
-    want = want + alpha * 0.25 * (x - alpha * want) / (alpha**2 * 0.25 + std**2)
+    want = want[None] + alpha * 0.25 * (x - alpha * want[None]) / (alpha**2 * 0.25 + std**2)
     got = tweedie_denoise(sde, analytic.marginal_score_fn(mix, sde), x, t)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 

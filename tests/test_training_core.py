@@ -43,7 +43,7 @@ def test_ema_update():
 
 def _quadratic_loss(params, model_state, key, batch):
   noise = 0.01 * jax.random.normal(key, batch.shape)
-  return jnp.mean(jnp.sum(jnp.square(batch + noise - params["w"]), axis=-1)), model_state
+  return jnp.mean(jnp.sum(jnp.square(batch + noise - params["w"][None]), axis=-1)), model_state
 
 
 def test_train_step_updates_and_folds_step_into_key():

@@ -90,7 +90,7 @@ def _prepare(images: Array) -> Array:
 def _conv(p, x):
   y = jax.lax.conv_general_dilated(x, p["kernel"], (1, 1), "SAME",
                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return jax.nn.relu(y + p["bias"])
+  return jax.nn.relu(y + p["bias"].reshape(1, 1, 1, -1))
 
 
 def _avg_pool2(x):
@@ -104,8 +104,8 @@ def apply(params: dict, images: Array) -> tuple[Array, Array]:
   x = _avg_pool2(_conv(params["conv1"], x))
   x = _avg_pool2(_conv(params["conv2"], x))
   x = x.reshape(x.shape[0], -1)
-  feats = jax.nn.relu(x @ params["dense"]["kernel"] + params["dense"]["bias"])
-  return feats, feats @ params["head"]["kernel"] + params["head"]["bias"]
+  feats = jax.nn.relu(x @ params["dense"]["kernel"] + params["dense"]["bias"][None])
+  return feats, feats @ params["head"]["kernel"] + params["head"]["bias"][None]
 
 
 features = jax.jit(apply)

@@ -254,7 +254,7 @@ def _conv_bn_relu(p: Mapping[str, Array], x: Array, spec, precision) -> Array:
   y = jax.lax.conv_general_dilated(
       x, p["kernel"], window_strides=(stride, stride), padding=((ph, ph), (pw, pw)),
       dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
-  return jax.nn.relu(y * p["scale"] + p["bias"])
+  return jax.nn.relu(y * p["scale"].reshape(1, 1, 1, -1) + p["bias"].reshape(1, 1, 1, -1))
 
 
 def _max_pool(x: Array, stride: int, pad: int = 0) -> Array:
@@ -381,7 +381,7 @@ def blocks(params: Params, images: Array, *,
   out["block3"] = x
   pool3 = out["pool3"] = jnp.mean(x, axis=(1, 2))  # adaptive average pool to 1x1
   # torchvision: avgpool -> dropout (identity in eval) -> flatten -> fc.
-  out["logits"] = jnp.dot(pool3, params["fc"]["kernel"], precision=precision) + params["fc"]["bias"]
+  out["logits"] = jnp.dot(pool3, params["fc"]["kernel"], precision=precision) + params["fc"]["bias"][None]
   return out
 
 

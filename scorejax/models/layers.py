@@ -44,6 +44,11 @@ def get_act(name: str) -> Callable[[Array], Array]:
   return ACTIVATIONS[key]
 
 
+def per_channel(v: Array, x: Array) -> Array:
+  """A (C,) parameter shaped (1, ..., 1, C) to broadcast over x's leading axes explicitly."""
+  return v.reshape((1,) * (x.ndim - v.ndim) + v.shape)
+
+
 def default_init(scale: float = 1.0) -> nn.initializers.Initializer:
   """DDPM's initializer: variance scaling, fan_avg, uniform; scale 0 means 1e-10.
 
@@ -109,7 +114,8 @@ class NIN(nn.Module):
   def __call__(self, x: Array) -> Array:
     w = self.param("W", default_init(self.init_scale), (x.shape[-1], self.num_units))
     b = self.param("b", nn.initializers.zeros, (self.num_units,))
-    return jnp.einsum("...c,cd->...d", x, w) + b
+    y = jnp.einsum("...c,cd->...d", x, w)
+    return y + per_channel(b, y)
 
 
 class GaussianFourierProjection(nn.Module):
@@ -202,7 +208,7 @@ class FIRConv2d(nn.Module):
       x = jax.lax.conv_general_dilated(x, w, (1, 1), [(p, p), (p, p)],
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if self.use_bias:
-      x = x + self.param("bias", nn.initializers.zeros, (self.features,))
+      x = x + per_channel(self.param("bias", nn.initializers.zeros, (self.features,)), x)
     return x
 
 

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scorejax.models.ddpm import torch_leaf
-from scorejax.models.layers import get_act
+from scorejax.models.layers import get_act, per_channel
 from scorejax.sde import ncsn_sigmas
 
 Array = jax.Array
@@ -93,9 +93,9 @@ class InstanceNorm2dPlus(nn.Module):
     h = (x_BxHxWxC - means_BxC[:, None, None, :]) / jnp.sqrt(var_BxC + self.eps)[:, None, None, :]
     alpha = self.param("alpha", _normal_around_one, (C,))
     gamma = self.param("gamma", _normal_around_one, (C,))
-    h = gamma * (h + means_plus_BxC[:, None, None, :] * alpha)
+    h = per_channel(gamma, h) * (h + means_plus_BxC[:, None, None, :] * per_channel(alpha, h))
     if self.use_bias:
-      h = h + self.param("beta", nn.initializers.zeros, (C,))
+      h = h + per_channel(self.param("beta", nn.initializers.zeros, (C,)), h)
     return h
 
 
