@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from scorejax import sde as sde_lib
-from scorejax.solvers import evaluations_per_solve, get_solver
+from scorejax.sampling.solvers import evaluations_per_solve, get_solver
 
 Array = jax.Array
 ScoreFn = Callable[[Array, Array], Array]

@@ -35,22 +35,22 @@ def main(argv) -> None:
   mode = _MODE.value
   if mode not in MODES:
     raise app.UsageError(f"--mode={mode!r} is not one of {MODES}")
-  # Before anything touches a JAX backend (importing scorejax.train builds arrays):
+  # Before anything touches a JAX backend (importing scorejax.training builds arrays):
   # jax.distributed.initialize() must come first in a multi-process launch.
-  from scorejax import parallel
+  from scorejax.training import parallel
   parallel.maybe_initialize_distributed()
   from scorejax import config_check
   config = _CONFIG.value
   config_check.validate(config)
   if mode == "train":
-    from scorejax.train import train_and_evaluate
+    from scorejax.training.loop import train_and_evaluate
     train_and_evaluate(config, _WORKDIR.value)
   elif mode == "sample":
-    from scorejax.sample import sample_from_workdir
+    from scorejax.evaluation.samples import sample_from_workdir
     path = sample_from_workdir(config, _WORKDIR.value)
     print(f"samples written to {path}")
   elif mode == "eval":
-    from scorejax.evaluate import evaluate
+    from scorejax.evaluation.loop import evaluate
     results = evaluate(config, _WORKDIR.value)
     print(f"evaluated checkpoint(s) {sorted(results)}; results in {_WORKDIR.value}/eval/")
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from scorejax import data, toy_data
+from scorejax import data
+from scorejax.toy import datasets
 from scorejax.data import pipeline, sources
 
 
@@ -203,7 +204,7 @@ def test_toy_2d():
   assert len(ev) == data.TOY_NUM_EVAL // 64
   with pytest.raises(ValueError, match="two_moons"):
     data.get_dataset_info(make_config("TOY2D", toy_name="moons"))
-  assert set(toy_data.TOY_2D) >= {"two_moons"}
+  assert set(datasets.TOY_2D) >= {"two_moons"}
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -1,6 +1,6 @@
 """End-to-end training: every config, preemption (SIGKILL / SIGTERM), multi-process, bad inputs.
 
-Everything goes through the real entry points: `scorejax.train.train_and_evaluate`
+Everything goes through the real entry points: `scorejax.training.train_and_evaluate`
 in-process (the config sweep, with `tfds.testing.mock_data` for TFDS datasets) and
 `python -m scorejax.main` / `launch/local_multiprocess.sh` in subprocesses (the
 rest). Subprocesses run on CPU with one device per process, each in its own
@@ -228,7 +228,7 @@ _FULL_PIPELINE = {"toy_2d", "digits", "ve_cifar10"}
 def test_config_trains_two_steps(name, tmp_path):
   import tensorflow_datasets as tfds
   from scorejax import config_check, data
-  from scorejax.train import train_and_evaluate
+  from scorejax.training import train_and_evaluate
 
   config = _load_config(name)
   n_dev = jax.device_count()
@@ -331,12 +331,12 @@ _DRIVER = textwrap.dedent("""
     assert sys.argv[1:3] == ["-m", "scorejax.main"], sys.argv
     sys.argv = ["scorejax.main"] + sys.argv[3:]
     sys.path.insert(0, os.getcwd())
-    from scorejax import parallel
+    from scorejax.training import parallel
     parallel.maybe_initialize_distributed()
     import re
     import jax
-    import scorejax.train as train
-    _train = train.train_and_evaluate
+    import scorejax.training.loop as loop
+    _train = loop.train_and_evaluate
     def train_and_dump(config, workdir):
       state = _train(config, workdir)
       leaves = {".".join(re.findall(r"\\w+", jax.tree_util.keystr(path))):
@@ -344,7 +344,7 @@ _DRIVER = textwrap.dedent("""
                 for path, x in jax.tree_util.tree_flatten_with_path(state)[0]}
       np.savez(os.path.join(workdir, f"state_{jax.process_index()}.npz"), **leaves)
       return state
-    train.train_and_evaluate = train_and_dump
+    loop.train_and_evaluate = train_and_dump
     runpy.run_module("scorejax.main", run_name="__main__", alter_sys=True)
 """)
 

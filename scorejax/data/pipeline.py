@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
 import jax
 import numpy as np
 
-from scorejax import toy_data
+from scorejax.toy import datasets as toy_data
 from scorejax.data import preprocess, sources
 
 # Purpose tags, mixed into every seed so that no two random streams coincide.

@@ -14,7 +14,7 @@ Per checkpoint step S, everything is written under `workdir/eval/`:
 
 * `eval.enable_loss`: the mean loss of the EMA parameters over the test split
   (`eval.batch_size` per batch, remainder dropped) -> `ckpt_S/loss.json`;
-* `eval.enable_bpd`: bits/dim by `scorejax.likelihood_eval.evaluate_bpd` on
+* `eval.enable_bpd`: bits/dim by `scorejax.evaluation.bpd.evaluate_bpd` on
   `eval.bpd_dataset` with `eval.bpd_num_repeats` dequantization draws (default 1)
   -> `ckpt_S/bpd.json`;
 * `eval.enable_sampling`: `eval.num_samples` samples in rounds of `eval.batch_size`
@@ -61,14 +61,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scorejax import checkpoint, data, fid_stats, likelihood_eval, parallel
-from scorejax import train as train_lib
-from scorejax.metrics.fid import feature_statistics, frechet_distance
-from scorejax.metrics.inception_score import inception_score
-from scorejax.metrics.kid import kernel_inception_distance
-from scorejax.metrics_writer import MetricsWriter
+from scorejax import data
+from scorejax.evaluation import bpd as likelihood_eval
+from scorejax.evaluation import reference_stats as fid_stats
+from scorejax.evaluation.metrics.fid import feature_statistics, frechet_distance
+from scorejax.evaluation.metrics.inception_score import inception_score
+from scorejax.evaluation.metrics.kid import kernel_inception_distance
+from scorejax.report.writer import MetricsWriter
 from scorejax.sampling import get_sampling_fn
-from scorejax.train_step import make_eval_step
+from scorejax.training import checkpoint, parallel
+from scorejax.training import setup as train_lib
+from scorejax.training.step import make_eval_step
 
 log = logging.getLogger(__name__)
 

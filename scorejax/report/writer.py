@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-from scorejax import plots
+from scorejax.report import images as plots
 
 
 class MetricsWriter:

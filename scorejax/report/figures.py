@@ -8,7 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scorejax import analytic, data, plots, toy_data
+from scorejax import data
+from scorejax.report import images as plots
+from scorejax.toy import datasets as toy_data
+from scorejax.toy import mixture as analytic
 from scorejax.sampling import pc_trajectory
 
 FIELD_TIMES = (0.05, 0.3)

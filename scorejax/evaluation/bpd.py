@@ -30,8 +30,9 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from scorejax import data, parallel
-from scorejax import train as train_lib
+from scorejax import data
+from scorejax.training import parallel
+from scorejax.training import setup as train_lib
 from scorejax.likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
 
 def is_image_data(data_shape) -> bool:

@@ -11,7 +11,7 @@ from typing import Callable, Mapping
 import jax
 import jax.numpy as jnp
 
-from scorejax import analytic
+from scorejax.toy import mixture as analytic
 
 Array = jax.Array
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import jax
 
-from scorejax import figures, parallel
-from scorejax import train as train_lib
+from scorejax.report import figures
+from scorejax.training import parallel
+from scorejax.training import setup as train_lib
 
 
 def sample_from_workdir(config, workdir: str) -> str:

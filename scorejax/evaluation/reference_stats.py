@@ -39,9 +39,10 @@ import tqdm
 from absl import app, flags
 from ml_collections import config_flags
 
-from scorejax import data, parallel
-from scorejax.metrics import digits_classifier, inception
-from scorejax.metrics.fid import feature_statistics
+from scorejax import data
+from scorejax.evaluation.metrics import digits_classifier, inception
+from scorejax.evaluation.metrics.fid import feature_statistics
+from scorejax.training import parallel
 
 log = logging.getLogger(__name__)
 
