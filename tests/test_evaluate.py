@@ -193,13 +193,13 @@ def test_fid_stats_and_eval_with_synthetic_inception_weights(setup, tmp_path):
 
 
 def test_cli_fid_stats_and_eval_mode(setup, tmp_path):
-  """`python -m scorejax.fid_stats` and `python -m scorejax.main --mode=eval` (digits features)."""
+  """`python -m scorejax.main --mode=fid_stats` and `--mode=eval` (digits features)."""
   _, config_path, workdir, cache = setup
   env = dict(os.environ, PYTHONPATH=REPO)
   stats_path = str(tmp_path / "digits_train.npz")
-  out = subprocess.run([sys.executable, "-m", "scorejax.evaluation.reference_stats", f"--config={config_path}",
-                        "--split=train", "--features=digits_classifier", f"--cache_dir={cache}",
-                        f"--out={stats_path}"], check=True, cwd=REPO, env=env,
+  out = subprocess.run([sys.executable, "-m", "scorejax.main", "--mode=fid_stats",
+                        f"--config={config_path}", "--split=train", "--features=digits_classifier",
+                        f"--cache_dir={cache}", f"--out={stats_path}"], check=True, cwd=REPO, env=env,
                        capture_output=True, text=True)
   assert json.loads(out.stdout.strip().splitlines()[-1]) == {
       "out": stats_path, "kind": "digits_classifier", "num_examples": 1500, "feature_dim": 64}
@@ -210,7 +210,7 @@ def test_cli_fid_stats_and_eval_mode(setup, tmp_path):
                  check=True, cwd=REPO, env=env, capture_output=True, text=True)
   with open(os.path.join(run, "eval", "ckpt_2.json")) as f:
     result = json.load(f)
-  # The reference computed by --mode=eval equals the one fid_stats wrote.
+  # The reference computed by --mode=eval equals the one --mode=fid_stats wrote.
   ref = reference_stats.load_stats(result["reference"]["digits_classifier"])
   np.testing.assert_allclose(ref["mu"], reference_stats.load_stats(stats_path)["mu"], rtol=1e-6)
   assert np.isfinite(result["fd_digits_classifier"]) and "fid" not in result

@@ -402,7 +402,10 @@ def trained_workdir(tmp_path_factory):
     (["--config.training.sde=subvpsde", "--config.training.continuous=False"],
      ["config.training.continuous=False", "sub-VP", "--config.training.continuous=True"]),
     (["--mode=bogus"], ["--mode='bogus'", "'train'"]),
-], ids=["unknown_key", "subvp_discrete_loss", "unknown_mode"])
+    (["--divergence=exact"], ["--divergence is an option of --mode=likelihood", "not of --mode=train"]),
+    (["--mode=fid_stats", "--split=test"], ["--mode=fid_stats needs --out"]),
+], ids=["unknown_key", "subvp_discrete_loss", "unknown_mode", "option_of_another_mode",
+        "fid_stats_without_out"])
 def test_bad_command_fails_clearly_and_changes_nothing(trained_workdir, args, expected):
   before = tree_listing(trained_workdir)
   rc, out = cli(trained_workdir, "--config=configs/toy_2d.py:smoke", *args,
@@ -441,3 +444,29 @@ def test_corrupt_latest_checkpoint_falls_back_and_continues(trained_workdir, tmp
   assert int(read_checkpoint(workdir)["step"]) == 30
   # The unreadable checkpoint is kept for inspection, not deleted.
   assert (workdir / "checkpoints" / "unreadable_step_20").is_dir()
+
+
+# ----------------------------------------------------------------------------- 5. bits/dim
+
+def test_likelihood_mode_on_a_freshly_trained_toy_run(trained_workdir, tmp_path):
+  """`--mode=likelihood` on the toy run just trained: the newest checkpoint by default,
+  the options as given, bits/dim printed and written as JSON, equal to the library's."""
+  from configs import toy_2d
+  from scorejax.evaluation.bpd import evaluate_bpd
+
+  workdir = tmp_path / "run"
+  shutil.copytree(trained_workdir, workdir)
+  options = dict(max_examples=96, batch_size=32, divergence="exact", rtol=1e-3, atol=1e-3)
+  out = ok(cli(workdir, "--config=configs/toy_2d.py:smoke", "--mode=likelihood",
+               *(f"--{k}={v}" for k, v in options.items())))
+  assert "checkpoint 20, test split, 96 examples x 1 dequantization draw(s), divergence=exact" in out, out
+  assert "bits/dim = " in out, out
+  result = json.loads((workdir / "likelihood_test_step20.json").read_text())
+  assert result["step"] == 20 and not result["untrained"]
+  assert result["num_examples"] == 96 and result["num_repeats"] == 1
+  assert (result["divergence"], result["rtol"], result["atol"]) == ("exact", 1e-3, 1e-3)
+  assert result["offset"] == 0.0  # 2-D toy points: no dequantization offset
+  assert np.isfinite(result["bpd"]) and np.isfinite(result["bpd_stderr"]) and result["nfe_mean"] > 0
+
+  library = evaluate_bpd(toy_2d.get_config("smoke"), str(workdir), **options)
+  np.testing.assert_allclose(library["bpd"], result["bpd"], rtol=1e-5)

@@ -1,7 +1,7 @@
-"""Exact bits/dim of a trained score model on a dataset split.
+"""`--mode=likelihood`: exact bits/dim of a trained score model on a dataset split.
 
-    python -m scorejax.likelihood_eval --config=configs/digits.py --workdir=runs/digits
-    python -m scorejax.likelihood_eval --config=configs/vp_cifar10.py --workdir=runs/vp \
+    python -m scorejax.main --mode=likelihood --config=configs/digits.py --workdir=runs/digits
+    python -m scorejax.main --mode=likelihood --config=configs/vp_cifar10.py --workdir=runs/vp \
         --checkpoint=26 --split=test --divergence=hutchinson_rademacher --num_repeats=5
 
 Prints the mean bits/dim with its standard error, the mean NFE per batch and the
@@ -27,8 +27,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
 
 from scorejax import data
 from scorejax.training import parallel
@@ -92,50 +90,3 @@ def evaluate_bpd(config, workdir: str, *, step: int | None = None, untrained: bo
     with open(os.path.join(workdir, name), "w") as f:
       json.dump(result, f, indent=2)
   return result
-
-
-def _define_flags() -> dict:
-  """Command-line flags, defined only when run as a script (so importing is side-effect free)."""
-  f = {
-      "config": config_flags.DEFINE_config_file("config", None, "Config file (file.py or file.py:arg).",
-                                                lock_config=True),
-      "workdir": flags.DEFINE_string("workdir", None, "The training run's workdir."),
-      "checkpoint": flags.DEFINE_integer("checkpoint", None, "Checkpoint step (default: the newest)."),
-      "untrained": flags.DEFINE_bool("untrained", False,
-                                     "Evaluate the freshly initialized model (a baseline)."),
-      "split": flags.DEFINE_string("split", "test", "Dataset split: 'test' or 'train'."),
-      "divergence": flags.DEFINE_enum("divergence", "hutchinson_rademacher", sorted(DIVERGENCES),
-                                      "Divergence of the probability-flow ODE."),
-      "num_repeats": flags.DEFINE_integer("num_repeats", 1,
-                                          "Passes over the split with fresh dequantization noise."),
-      "max_examples": flags.DEFINE_integer("max_examples", None,
-                                           "Evaluate at most this many examples per pass."),
-      "batch_size": flags.DEFINE_integer("batch_size", None,
-                                         "Batch size (default: config.eval.batch_size)."),
-      "rtol": flags.DEFINE_float("rtol", 1e-5, "ODE solver relative tolerance."),
-      "atol": flags.DEFINE_float("atol", 1e-5, "ODE solver absolute tolerance."),
-      "eps": flags.DEFINE_float("eps", 1e-5, "Time floor where the ODE starts."),
-  }
-  flags.mark_flags_as_required(["config", "workdir"])
-  return f
-
-
-def main(argv, f: dict) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  parallel.maybe_initialize_distributed()
-  v = {name: flag.value for name, flag in f.items()}
-  r = evaluate_bpd(v["config"], v["workdir"], step=v["checkpoint"], untrained=v["untrained"],
-                   split=v["split"], divergence=v["divergence"], num_repeats=v["num_repeats"],
-                   max_examples=v["max_examples"], batch_size=v["batch_size"], rtol=v["rtol"],
-                   atol=v["atol"], eps=v["eps"])
-  which = "untrained model" if r["untrained"] else f"checkpoint {r['step']}"
-  print(f"{which}, {r['split']} split, {r['num_examples']} examples x {r['num_repeats']} "
-        f"dequantization draw(s), divergence={r['divergence']}:")
-  print(f"  bits/dim = {r['bpd']:.4f} ± {r['bpd_stderr']:.4f} (standard error)")
-  print(f"  NFE per batch = {r['nfe_mean']:.0f}, throughput = {r['examples_per_second']:.1f} examples/s")
-
-
-if __name__ == "__main__":
-  _flags = _define_flags()
-  app.run(lambda argv: main(argv, _flags))

@@ -28,7 +28,7 @@ Per checkpoint step S, everything is written under `workdir/eval/`:
     features). Needs pytorch-fid's FID Inception weights (`eval.inception_weights` or
     $SCOREJAX_INCEPTION_WEIGHTS); without them these metrics are skipped with a
     message saying how to get the weights — never replaced by another number.
-    Reference: `eval.stats_path` (from `python -m scorejax.fid_stats`) or, if unset,
+    Reference: `eval.stats_path` (from `--mode=fid_stats`) or, if unset,
     `eval/reference_inception_<dataset>_<split>.npz`, computed on first use from
     `eval.stats_split` (default 'train', as score_sde's CIFAR-10 statistics).
   - 'digits_classifier' features (default for DIGITS): `fd_digits_classifier`, the
@@ -226,7 +226,8 @@ def _reference(config, workdir: str, kind: str, extractor) -> tuple[dict, str]:
   if configured:
     raise FileNotFoundError(
         f"reference statistics {path!r} do not exist; compute them with "
-        f"python -m scorejax.fid_stats --config=... --split={split} --features={kind} --out={path}")
+        f"python -m scorejax.main --mode=fid_stats --config=... --split={split} --features={kind} "
+        f"--out={path}")
   log.info("computing the %s reference statistics of %s/%s once -> %s", kind,
            config.data.dataset, split, path)
   feats, logits = fid_stats.dataset_features(config, split, extractor)
