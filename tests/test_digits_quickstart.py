@@ -121,21 +121,21 @@ _TRAIN_AND_SAMPLE = textwrap.dedent("""
     import sys
     import jax, numpy as np
     from configs import digits
-    from scorejax import training as train
+    from scorejax import training
     from scorejax.sampling import get_sampling_fn
     workdir, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     config = digits.get_config()
     config.training.snapshot_freq = config.training.n_iters  # only the final grid
-    state = train.train_and_evaluate(config, workdir)
-    c = train.build_components(config)
-    sample = get_sampling_fn(config, c.sde, (n,) + c.data_shape)
-    score_fn = lambda st: train.ema_score_fn(c, st, bool(config.training.continuous))
+    state = training.train_and_evaluate(config, workdir)
+    c = training.build_components(config)
+    sample = get_sampling_fn(config.sampling, c.sde, (n,) + c.data_shape)
+    score_fn = lambda st: training.ema_score_fn(c, st)
     x = jax.jit(lambda st, k: sample(k, score_fn(st))[0])(state, jax.random.key(1234))
     np.save(out, np.asarray(c.inverse_scaler(x)))
-    # The likelihood script's evaluation, for the trained and the untrained model.
+    # --mode=likelihood's evaluation, for the trained and the untrained model.
     import json
-    from scorejax.evaluation import bpd as likelihood_eval
-    bpd = {which: likelihood_eval.evaluate_bpd(
+    from scorejax.evaluation.bpd import evaluate_bpd
+    bpd = {which: evaluate_bpd(
                config, workdir, untrained=(which == "untrained"), max_examples=64, batch_size=64,
                rtol=1e-3, atol=1e-3)
            for which in ("trained", "untrained")}

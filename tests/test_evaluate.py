@@ -158,7 +158,7 @@ def test_missing_inception_weights_skip_fid_with_instructions(setup, tmp_path):
   assert inception.WEIGHTS_FILENAME in message
   assert os.path.isfile(os.path.join(tmp_path, "run", "eval", "ckpt_2", "round_0.npz"))  # samples kept
   with pytest.raises(reference_stats.InceptionWeightsUnavailable, match=inception.WEIGHTS_ENV):
-    reference_stats.make_extractor("inception", config=config)
+    reference_stats.make_extractor("inception", inception_weights=config.eval.inception_weights)
 
 
 @pytest.mark.slow

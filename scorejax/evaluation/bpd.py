@@ -15,6 +15,9 @@ passes, the model sees scaler(x) ([0, 1] or [-1, 1] when `data.centered`), and
 
 the change of variables of the scaler included (docs/conventions.md). For data that
 are not 256-level images (toy sets), the offset is 0 and bpd is -log2 p / D.
+
+`evaluate_bpd(config, workdir, ...)` is the config edge; `bpd_of_state` measures a
+given state on given batches (the eval loop calls it with the state it restored).
 """
 
 from __future__ import annotations
@@ -23,15 +26,18 @@ import json
 import math
 import os
 import time
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from scorejax import data
-from scorejax.training import parallel
-from scorejax.training import setup as train_lib
-from scorejax.likelihood import DIVERGENCES, bits_per_dim, dequantization_offset, log_likelihood
+from scorejax.likelihood import bits_per_dim, dequantization_offset, log_likelihood
+from scorejax.training import setup
+from scorejax.training.setup import Components
+from scorejax.training.state import TrainState
+
 
 def is_image_data(data_shape) -> bool:
   return len(data_shape) == 3
@@ -42,12 +48,36 @@ def evaluate_bpd(config, workdir: str, *, step: int | None = None, untrained: bo
                  num_repeats: int = 1, max_examples: int | None = None,
                  batch_size: int | None = None, rtol: float = 1e-5, atol: float = 1e-5,
                  eps: float = 1e-5, seed: int = 0) -> dict:
-  """Bits/dim of the (EMA) model saved in `workdir` on `split`; returns the results dict."""
-  c, state, step = train_lib.load_state(config, workdir, step, untrained=untrained)
-  score_fn_of = lambda st: train_lib.ema_score_fn(c, st, bool(config.training.continuous))
+  """Bits/dim of the (EMA) model saved in `workdir` on `split`; returns the results dict.
+
+  `batch_size` defaults to config.eval.batch_size; `seed` seeds the dequantization
+  noise and the divergence probes (the model's initialization uses config.seed).
+  """
+  c = setup.build_components(config)
+  state, step = setup.load_state(c, workdir, seed=int(config.seed),
+                                 snapshot_freq=int(config.training.snapshot_freq), step=step,
+                                 untrained=untrained)
+  return bpd_of_state(c, state, data.eval_data(config).batches, workdir, step=step,
+                      untrained=untrained, split=split,
+                      batch_size=int(batch_size or config.eval.batch_size), divergence=divergence,
+                      num_repeats=num_repeats, max_examples=max_examples, rtol=rtol, atol=atol,
+                      eps=eps, seed=seed)
+
+
+def bpd_of_state(c: Components, state: TrainState,
+                 batches: Callable[[str, int], Iterator[np.ndarray]], workdir: str, *, step: int,
+                 untrained: bool = False, split: str = "test", batch_size: int,
+                 divergence: str = "hutchinson_rademacher", num_repeats: int = 1,
+                 max_examples: int | None = None, rtol: float = 1e-5, atol: float = 1e-5,
+                 eps: float = 1e-5, seed: int = 0) -> dict:
+  """Bits/dim of `state`'s EMA model on `num_repeats` passes over `split`; returns the results.
+
+  `batches(split, batch_size)` is one ordered pass over a split (`data.EvalData.batches`);
+  `step` / `untrained` label the state. The results are also written to
+  `workdir/likelihood_<split>_step<step>.json` (`_untrained.json`).
+  """
   images = is_image_data(c.data_shape)
-  offset = dequantization_offset(2.0 if config.data.centered else 1.0) if images else 0.0
-  batch_size = int(batch_size or config.eval.batch_size)
+  offset = dequantization_offset(2.0 if c.centered else 1.0) if images else 0.0
 
   @jax.jit
   def bpd_fn(st, x01, key):
@@ -55,15 +85,15 @@ def evaluate_bpd(config, workdir: str, *, step: int | None = None, untrained: bo
     if images:  # uniform dequantization of 256-level data: (x_int + u) / 256
       x01 = (jnp.round(x01 * 255.0) + jax.random.uniform(k_noise, x01.shape)) / 256.0
     x = c.scaler(x01)
-    logp, _, nfe = log_likelihood(k_probe, c.sde, score_fn_of(st), x, rtol=rtol, atol=atol,
-                                  eps=eps, divergence=divergence)
+    logp, _, nfe = log_likelihood(k_probe, c.sde, setup.ema_score_fn(c, st), x, rtol=rtol,
+                                  atol=atol, eps=eps, divergence=divergence)
     return bits_per_dim(logp, c.data_shape, offset=offset), nfe
 
   base_key = jax.random.key(seed)
   values, nfes, start = [], [], time.perf_counter()
   for r in range(num_repeats):
     seen = 0
-    for b, batch in enumerate(data.eval_batches(config, split=split, batch_size=batch_size)):
+    for b, batch in enumerate(batches(split, batch_size)):
       if max_examples is not None and seen >= max_examples:
         break
       batch = np.asarray(batch)[: None if max_examples is None else max_examples - seen]

@@ -50,13 +50,12 @@ class InceptionWeightsUnavailable(FileNotFoundError):
   """No FID Inception weights were given (offline); FID/IS/KID cannot be computed."""
 
 
-def inception_weights_path(config=None, path: str | None = None) -> str:
-  """The FID Inception weight file: `path`, config.eval.inception_weights or the env var.
+def inception_weights_path(path: str | None = None) -> str:
+  """The FID Inception weight file: `path` (e.g. config.eval.inception_weights) or the env var.
 
   Raises InceptionWeightsUnavailable (with instructions) when none is set or the file is missing.
   """
-  path = path or (config.eval.get("inception_weights") if config is not None else None) \
-      or os.environ.get(inception.WEIGHTS_ENV)
+  path = path or os.environ.get(inception.WEIGHTS_ENV)
   if not path:
     raise InceptionWeightsUnavailable(
         "FID/IS/KID need the FID Inception weights, and none were given: set "
@@ -120,19 +119,20 @@ def to_host(x: jax.Array) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def make_extractor(kind: str, *, config=None, image_size: int | None = None,
+def make_extractor(kind: str, *, image_size: int | None = None,
                    inception_weights: str | None = None, batch_size: int = 200,
                    cache_dir: str | None = None) -> FeatureExtractor:
   """The feature extractor of `kind` ('inception' or 'digits_classifier').
 
-  'inception' raises InceptionWeightsUnavailable when no weights are given;
-  'digits_classifier' trains (once, cached in `cache_dir`) the classifier for `image_size`.
+  'inception' loads `inception_weights` (default $SCOREJAX_INCEPTION_WEIGHTS) and
+  raises InceptionWeightsUnavailable when there are none; 'digits_classifier' trains
+  (once, cached in `cache_dir`) the classifier for images of `image_size`.
   """
   if kind == "inception":
-    params = inception.load_params(inception_weights_path(config, inception_weights))
+    params = inception.load_params(inception_weights_path(inception_weights))
   elif kind == "digits_classifier":
     if image_size is None:
-      image_size = int(config.data.image_size)
+      raise ValueError("the digits_classifier features need the image_size of the data")
     params, info = digits_classifier.load_or_train(image_size, cache_dir)
     log.info("digits classifier: test accuracy %.3f", info["test_accuracy"])
   else:
@@ -175,18 +175,18 @@ def load_stats(path: str) -> dict:
     return {k: f[k] for k in f.files}
 
 
-def dataset_features(config, split: str, extractor: FeatureExtractor, *,
-                     max_examples: int | None = None, progress: bool = True
+def dataset_features(source: data.sources.ImageSource, extractor: FeatureExtractor, *,
+                     max_examples: int | None = None, progress: bool = True, name: str = "data"
                      ) -> tuple[np.ndarray, np.ndarray]:
-  """Features of `split` of config.data's dataset, in order, over all devices and processes."""
-  source = data.open_image_source(config, split)
+  """Features of the uint8 images of `source` (a split, `data.open_image_source`), in order,
+  over all devices and processes; `name` labels the progress bar."""
   n = len(source) if max_examples is None else min(len(source), int(max_examples))
   bs = extractor.batch_size
   positions = data.process_positions(bs, jax.process_index(), jax.process_count())
   sharding = parallel.batch_sharded(extractor.mesh)
   example = np.asarray(source[0])
   feats, logits = [], []
-  for start in tqdm.trange(0, n, bs, desc=f"{extractor.kind} features ({split})",
+  for start in tqdm.trange(0, n, bs, desc=f"{extractor.kind} features ({name})",
                            disable=not progress or jax.process_index() != 0, dynamic_ncols=True):
     local = np.zeros((positions.size,) + example.shape, np.uint8)
     for j, pos in enumerate(start + positions):
@@ -203,11 +203,17 @@ def compute_reference_stats(config, split: str, out: str, *, kind: str = "incept
                             inception_weights: str | None = None, batch_size: int = 200,
                             max_examples: int | None = None, save_features: bool = True,
                             cache_dir: str | None = None, progress: bool = True) -> dict:
-  """Computes and writes the reference statistics of `split` to `out`; returns them."""
-  extractor = make_extractor(kind, config=config, inception_weights=inception_weights,
-                             batch_size=batch_size, cache_dir=cache_dir)
-  feats, logits = dataset_features(config, split, extractor, max_examples=max_examples,
-                                   progress=progress)
+  """Computes and writes the reference statistics of `split` to `out`; returns them.
+
+  The config edge of `--mode=fid_stats`: reads config.data (the dataset) and, without
+  `inception_weights`, config.eval.inception_weights.
+  """
+  extractor = make_extractor(
+      kind, image_size=int(config.data.image_size),
+      inception_weights=inception_weights or config.eval.get("inception_weights"),
+      batch_size=batch_size, cache_dir=cache_dir)
+  feats, logits = dataset_features(data.open_image_source(config, split), extractor,
+                                   max_examples=max_examples, progress=progress, name=split)
   return save_stats(out, feats, logits, save_features=save_features, kind=kind,
                     dataset=str(config.data.dataset), split=split,
                     image_size=int(config.data.image_size))

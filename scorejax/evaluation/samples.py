@@ -5,21 +5,37 @@ from __future__ import annotations
 import jax
 
 from scorejax.report import figures
-from scorejax.training import parallel
-from scorejax.training import setup as train_lib
+from scorejax.report.writer import MetricsWriter
+from scorejax.training import parallel, setup
+from scorejax.training.setup import Components, SampleSettings
+from scorejax.training.state import TrainState
 
 
 def sample_from_workdir(config, workdir: str) -> str:
-  """Restores the newest checkpoint and writes a grid of EMA samples; returns its path."""
+  """Restores the newest checkpoint and writes a grid of EMA samples; returns its path.
+
+  The config edge of `--mode=sample`: `write_samples` takes what is read here.
+  """
   parallel.maybe_initialize_distributed()
-  c, state, step = train_lib.load_state(config, workdir)
-  writer = train_lib.MetricsWriter(workdir, enabled=jax.process_index() == 0)
+  c = setup.build_components(config)
+  s = SampleSettings.from_config(config)
+  state, step = setup.load_state(c, workdir, seed=s.seed,
+                                 snapshot_freq=int(config.training.snapshot_freq))
+  return write_samples(c, s, state, step, workdir)
+
+
+def write_samples(c: Components, s: SampleSettings, state: TrainState, step: int,
+                  workdir: str) -> str:
+  """The sample grid of `state` (2-D: scatter and score fields), plus a denoising
+  trajectory strip for images (key fold_in(key(seed + 2), step)); returns the grid's path."""
+  writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
   try:
-    path = train_lib.save_snapshot_samples(config, c, state, step, workdir, writer)
+    path = setup.save_snapshot_samples(c, s, state, step, workdir, writer)
     if jax.process_index() == 0 and len(c.data_shape) == 3:
-      score_fn = train_lib.ema_score_fn(c, state, bool(config.training.continuous))
-      key = jax.random.fold_in(jax.random.key(int(config.seed) + 2), step)
-      figures.write_trajectory(config, c, score_fn, key, path.replace("step_", "trajectory_"))
+      key = jax.random.fold_in(jax.random.key(s.seed + 2), step)
+      figures.write_trajectory(c.sde, setup.ema_score_fn(c, state), key,
+                               path.replace("step_", "trajectory_"), sampling=s.sampling,
+                               data_shape=c.data_shape, inverse_scaler=c.inverse_scaler)
     return path
   finally:
     writer.close()

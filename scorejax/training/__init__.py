@@ -4,17 +4,20 @@
 `checkpoint` (orbax, preemption), `parallel` (the 'data' mesh over every device
 and host), `setup` (what training, sampling, evaluation and bits/dim build a run
 from: `Components`, `build_components`, `load_state`, `ema_score_fn`, sample
-grids), `loop` (`train_and_evaluate`, `--mode=train`).
+grids), `loop` (`train_and_evaluate`: `--mode=train`; `train`: the loop itself,
+on typed `TrainSettings`).
 """
 
-from scorejax.training.loop import NonFiniteLossError, train_and_evaluate
-from scorejax.training.setup import (Components, build_components, ema_score_fn, init_state,
-                                     load_state, make_snapshot_sampler, save_snapshot_samples)
+from scorejax.training.loop import NonFiniteLossError, TrainSettings, train, train_and_evaluate
+from scorejax.training.setup import (Components, SampleSettings, build_components, ema_score_fn,
+                                     init_state, load_state, make_snapshot_sampler,
+                                     save_snapshot_samples)
 from scorejax.training.state import TrainState
 from scorejax.training.step import make_eval_step, make_multi_step, make_train_step
 
 __all__ = [
-    "Components", "NonFiniteLossError", "TrainState", "build_components", "ema_score_fn",
-    "init_state", "load_state", "make_eval_step", "make_multi_step", "make_snapshot_sampler",
-    "make_train_step", "save_snapshot_samples", "train_and_evaluate",
+    "Components", "NonFiniteLossError", "SampleSettings", "TrainSettings", "TrainState",
+    "build_components", "ema_score_fn", "init_state", "load_state", "make_eval_step",
+    "make_multi_step", "make_snapshot_sampler", "make_train_step", "save_snapshot_samples",
+    "train", "train_and_evaluate",
 ]
