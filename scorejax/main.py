@@ -17,16 +17,16 @@ field is an error. Rerunning the same command with the same `--workdir` resumes.
 This is the edge where the config is read: it is validated here, and each mode's
 function builds its typed settings and components from it once.
 
-Modes and their own options (an option of another mode is an error):
-  train       (none)                      scorejax.training.train_and_evaluate
-  eval        (none; config.eval.*)       scorejax.evaluation.loop.evaluate
-  sample      (none)                      scorejax.evaluation.samples.sample_from_workdir
-  likelihood  --checkpoint --untrained --split --divergence --num_repeats --max_examples
-              --batch_size --rtol --atol --eps
-                                          scorejax.evaluation.bpd.evaluate_bpd
-  fid_stats   --out --split --features --inception_weights --batch_size --max_examples
-              --save_features --cache_dir (no --workdir)
-                                          scorejax.evaluation.reference_stats.compute_reference_stats
+Modes, the function each calls, and their own options (an option of another mode
+is an error):
+  train       training.loop.train_and_evaluate
+  eval        evaluation.loop.evaluate (options: config.eval.*)
+  sample      evaluation.samples.sample_from_workdir
+  likelihood  evaluation.bpd.evaluate_bpd: --checkpoint --untrained --split --divergence
+              --num_repeats --max_examples --batch_size --rtol --atol --eps
+  fid_stats   evaluation.reference_stats.compute_reference_stats (no --workdir): --out
+              --split --features --inception_weights --batch_size --max_examples
+              --save_features --cache_dir
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`--mode=eval` (scorejax.evaluation.loop), reference statistics (scorejax.evaluation.reference_stats) and the
-offline Fréchet distance in digits-classifier feature space.
+"""`--mode=eval` (scorejax.evaluation.loop), reference statistics
+(scorejax.evaluation.reference_stats, `--mode=fid_stats`) and the offline Fréchet
+distance in digits-classifier feature space.
 
 A tiny DIGITS setup: 8x8 digits, a one-block MLP score model trained for 2 steps, PC
 sampling with 10 reverse-diffusion steps, 3 sampling rounds of 16.

@@ -9,7 +9,7 @@ for step, x in zip(range(start, n_iters), data.train_batches(config, start_step=
 scaler = data.get_data_scaler(config)              # [0, 1] -> model range
 inverse_scaler = data.get_data_inverse_scaler(config)
 for x in data.eval_batches(config, "test"): ...    # one ordered pass, no flips
-ev = data.eval_data(config)    # the same, config bound: ev.batches(split, batch_size), ev.images(split)
+ev = data.eval_data(config)    # config bound: ev.batches(split, batch_size), ev.images(split)
 ```
 
 Modules: `sources` (TFDS via `tfds.data_source`, scikit-learn digits),

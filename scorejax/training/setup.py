@@ -105,7 +105,8 @@ def load_state(c: Components, workdir: str, *, seed: int, snapshot_freq: int,
   state = jax.jit(lambda k: init_state(c, k), out_shardings=parallel.replicated(mesh))(init_key)
   if untrained:
     return state, 0
-  manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), snapshot_freq=snapshot_freq)
+  manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
+                                    snapshot_freq=snapshot_freq)
   try:
     if step is None:
       restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state))
@@ -136,12 +137,13 @@ class SampleSettings:
   @classmethod
   def from_config(cls, config) -> "SampleSettings":
     toy = str(config.data.dataset).upper() == "TOY2D"
-    return cls(sampling=config.sampling, count=int(config.training.get("snapshot_sample_count", 64)),
-               seed=int(config.seed), toy_name=str(config.data.toy_name) if toy else None)
+    return cls(sampling=config.sampling,
+               count=int(config.training.get("snapshot_sample_count", 64)), seed=int(config.seed),
+               toy_name=str(config.data.toy_name) if toy else None)
 
 
 def make_snapshot_sampler(c: Components, s: SampleSettings) -> Callable[[TrainState, Array], Array]:
-  """`sample(state, key) -> s.count samples in [0, 1]` with the EMA parameters, jitted once per run."""
+  """`sample(state, key)`: `s.count` samples in [0, 1] of the EMA parameters, jitted once per run."""
   sample = get_sampling_fn(s.sampling, c.sde, (s.count,) + c.data_shape)
   return jax.jit(lambda st, k: c.inverse_scaler(sample(k, ema_score_fn(c, st))[0]))
 
