@@ -2,7 +2,7 @@
 
 For Gaussian mixtures (2-D `imbalanced_mixture_2d`, 32-D `high_dim_mixture`) the
 exact score is known for VE, VP and sub-VP, and so is the model's exact
-log-density (`analytic.flow_model_log_prob`). For each SDE, tolerance and
+log-density (`mixture.flow_model_log_prob`). For each SDE, tolerance and
 divergence estimator this prints the number of drift evaluations, the wall time
 of one jitted call (after compilation, `block_until_ready`) and the error of
 log p against the exact model value (nats per point; for Hutchinson this is
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scorejax import analytic
+from scorejax.toy import mixture
 from scorejax import likelihood
 from scorejax import sde as sde_lib
 
@@ -33,8 +33,8 @@ EPS = 1e-5
 
 
 def _mixtures():
-  return {"2d": analytic.imbalanced_mixture_2d(),
-          "32d": analytic.high_dim_mixture(jax.random.PRNGKey(0), dim=32)}
+  return {"2d": mixture.imbalanced_mixture_2d(),
+          "32d": mixture.high_dim_mixture(jax.random.PRNGKey(0), dim=32)}
 
 
 def _time(fn, *args, repeats: int = 3):
@@ -69,13 +69,13 @@ def main() -> None:
   for sde_name, mix_name in cases:
     sde, mix = SDES[sde_name], mixtures[mix_name]
     x = mix.sample(jax.random.PRNGKey(1), n)
-    score_fn = analytic.marginal_score_fn(mix, sde)
+    score_fn = mixture.marginal_score_fn(mix, sde)
     for tol in tols:
       for divergence in divergences:
         fn = jax.jit(partial(likelihood.log_likelihood, sde=sde, score_fn=score_fn,
                              rtol=tol, atol=tol, eps=EPS, divergence=divergence))
         (logp, z, nfe), seconds = _time(lambda k, x: fn(k, x=x), jax.random.PRNGKey(2), x)
-        err = np.asarray(logp - analytic.flow_model_log_prob(mix, sde, x, z, EPS),
+        err = np.asarray(logp - mixture.flow_model_log_prob(mix, sde, x, z, EPS),
                          np.float64)
         bpd = float(jnp.mean(likelihood.bits_per_dim(logp, (mix.dim,), offset=0.0)))
         print(f"{sde_name:6s} {mix.dim:3d} {tol:6.0e} {divergence:22s} {int(nfe):5d} "

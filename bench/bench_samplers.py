@@ -21,7 +21,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from scorejax import analytic, sample_metrics
+from scorejax.toy import distances, mixture
 from scorejax import sde as sde_lib
 from scorejax.sampling import ode_sample, pc_sample
 
@@ -41,9 +41,9 @@ def main() -> None:
   parser.add_argument("--quick", action="store_true", help="2-D only, N = 500 steps for PC/EM")
   args = parser.parse_args()
 
-  problems = {"2-D imbalanced": analytic.imbalanced_mixture_2d()}
+  problems = {"2-D imbalanced": mixture.imbalanced_mixture_2d()}
   if not args.quick:
-    problems["32-D, 4 comp."] = analytic.high_dim_mixture(jax.random.key(42), dim=32)
+    problems["32-D, 4 comp."] = mixture.high_dim_mixture(jax.random.key(42), dim=32)
   n_steps = 500 if args.quick else 1000
   samplers = {
       "PC (RD + Langevin)": functools.partial(pc_sample, n_steps=n_steps),
@@ -60,15 +60,15 @@ def main() -> None:
   for pname, mix in problems.items():
     k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
     fresh, fresh2 = mix.sample(k1, args.n), mix.sample(k2, args.n)
-    floor = float(sample_metrics.sliced_wasserstein2(k3, fresh2, fresh))
+    floor = float(distances.sliced_wasserstein2(k3, fresh2, fresh))
     expected_logp = float(jnp.mean(mix.log_prob(mix.sample(k3, 2**17))))
     for sname, sde in sdes.items():
-      score_fn = analytic.marginal_score_fn(mix, sde)
+      score_fn = mixture.marginal_score_fn(mix, sde)
       for name, sampler in samplers.items():
         fn = jax.jit(functools.partial(sampler, sde=sde, score_fn=score_fn, shape=(args.n, mix.dim)))
         (x, nfe), seconds = _timed(fn, jax.random.key(1))
-        tv = float(sample_metrics.weights_total_variation(mix, x))
-        sw = float(sample_metrics.sliced_wasserstein2(k3, x, fresh)) / floor
+        tv = float(distances.weights_total_variation(mix, x))
+        sw = float(distances.sliced_wasserstein2(k3, x, fresh)) / floor
         dlogp = float(jnp.mean(mix.log_prob(x))) - expected_logp
         print(f"{pname:16s} {sname:6s} {name:20s} {int(nfe):6d} {seconds:8.3f} {tv:7.4f} {sw:9.3f} {dlogp:+8.3f}")
 

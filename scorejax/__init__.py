@@ -1,9 +1,12 @@
 """scorejax: score-based generative modeling through SDEs in JAX/Flax.
 
-Modules: `sde` (VE/VP/sub-VP SDEs), `analytic` (Gaussian-mixture oracle),
-`losses` (score matching), `sampling` (PC, ODE, annealed Langevin),
-`likelihood` (exact log-likelihood, bits/dim), `models` (Flax score networks),
-`data`, `train` / `main` (training CLI), `evaluate`, `metrics` (FID/IS/KID).
+The maths, flat: `sde` (VE/VP/sub-VP SDEs), `losses` (score matching),
+`likelihood` (exact log-likelihood, bits/dim). By role: `sampling` (PC, ODE,
+annealed Langevin; the ODE solver table), `models` (Flax score networks), `data`,
+`training` (state, step, optimizer, checkpoints, parallelism, setup, the loop),
+`evaluation` (eval loop, bits/dim, reference statistics, metrics), `report`
+(metrics writer, pictures), `toy` (Gaussian-mixture oracle, 2-D sets, sample
+distances). `main` is the command line; `metrics` hands on the FID/IS/KID names.
 See docs/design.md for the map.
 """
 

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from scorejax import sde as sde_lib
-from scorejax.solvers import evaluations_per_solve, get_solver
+from scorejax.sampling.solvers import evaluations_per_solve, get_solver
 
 Array = jax.Array
 ScoreFn = Callable[[Array, Array], Array]
@@ -148,7 +148,7 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
     divergence: one of `DIVERGENCES`: "hutchinson_rademacher",
       "hutchinson_gaussian" (one jvp per evaluation) or "exact" (one drift
       evaluation and D linearized jvps: small D only).
-    solver: one of `scorejax.solvers.SOLVERS` (default "tsit5").
+    solver: one of `scorejax.sampling.solvers.SOLVERS` (default "tsit5").
     max_steps: step budget of the solver; a solve that exhausts it (or fails
       otherwise) returns NaN log-likelihoods instead of raising, so no host
       round trip is needed.

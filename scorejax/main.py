@@ -1,16 +1,37 @@
-"""Command line: train, evaluate or sample a score model.
+r"""The command line: train, evaluate, sample, bits/dim, reference statistics.
 
     python -m scorejax.main --config=configs/ve_cifar10.py --workdir=runs/ve --mode=train
     python -m scorejax.main --config=configs/digits.py --workdir=runs/digits \
         --config.training.n_iters=2000
+    python -m scorejax.main --config=... --workdir=DIR --mode=eval      # samples, FID/IS/KID, bpd
+    python -m scorejax.main --config=... --workdir=DIR --mode=sample    # a sample grid
+    python -m scorejax.main --config=configs/vp_cifar10.py --workdir=runs/vp --mode=likelihood \
+        --checkpoint=26 --split=test --divergence=hutchinson_rademacher --num_repeats=5
+    python -m scorejax.main --config=configs/ve_cifar10.py --mode=fid_stats --split=train \
+        --out=stats/cifar10_train.npz --inception_weights=pt_inception-2015-12-05-6726825d.pth
 
 `--config` is an ml_collections config file (optionally `file.py:arg`, e.g.
 `:smoke`); any field can be overridden with `--config.a.b=value`, and an unknown
 field is an error. Rerunning the same command with the same `--workdir` resumes.
+
+This is the edge where the config is read: it is validated here, and each mode's
+function builds its typed settings and components from it once.
+
+Modes, the function each calls, and their own options (an option of another mode
+is an error):
+  train       training.loop.train_and_evaluate
+  eval        evaluation.loop.evaluate (options: config.eval.*)
+  sample      evaluation.samples.sample_from_workdir
+  likelihood  evaluation.bpd.evaluate_bpd: --checkpoint --untrained --split --divergence
+              --num_repeats --max_examples --batch_size --rtol --atol --eps
+  fid_stats   evaluation.reference_stats.compute_reference_stats (no --workdir): --out
+              --split --features --inception_weights --batch_size --max_examples
+              --save_features --cache_dir
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -18,13 +39,79 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-MODES = ("train", "sample", "eval")
+# Importing builds no JAX arrays: jax.distributed.initialize() can still come first.
+from scorejax import config_check
+from scorejax.evaluation import bpd, reference_stats, samples
+from scorejax.evaluation import loop as evaluation_loop
+from scorejax.evaluation.metrics import digits_classifier, inception
+from scorejax.likelihood import DIVERGENCES
+from scorejax.training import loop as training_loop
+from scorejax.training import parallel
+
+MODES = ("train", "eval", "sample", "likelihood", "fid_stats")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py or file.py:arg).",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples "
+                               "(every mode but fid_stats).")
 _MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+# --mode=likelihood and --mode=fid_stats
+_SPLIT = flags.DEFINE_string("split", None, "likelihood, fid_stats: dataset split, 'test' or "
+                             "'train' (default: 'test' for likelihood, 'train' for fid_stats).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "likelihood, fid_stats: global batch size "
+                                   "(default: config.eval.batch_size for likelihood, 200 for "
+                                   "fid_stats, rounded up to a multiple of the device count).")
+_MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "likelihood, fid_stats: use at most "
+                                     "this many examples (per pass).")
+# --mode=likelihood
+_CHECKPOINT = flags.DEFINE_integer("checkpoint", None, "likelihood: checkpoint step (default: "
+                                   "the newest).")
+_UNTRAINED = flags.DEFINE_bool("untrained", False, "likelihood: evaluate the freshly initialized "
+                               "model (a baseline).")
+_DIVERGENCE = flags.DEFINE_enum("divergence", "hutchinson_rademacher", sorted(DIVERGENCES),
+                                "likelihood: divergence of the probability-flow ODE.")
+_NUM_REPEATS = flags.DEFINE_integer("num_repeats", 1, "likelihood: passes over the split with "
+                                    "fresh dequantization noise.")
+_RTOL = flags.DEFINE_float("rtol", 1e-5, "likelihood: ODE solver relative tolerance.")
+_ATOL = flags.DEFINE_float("atol", 1e-5, "likelihood: ODE solver absolute tolerance.")
+_EPS = flags.DEFINE_float("eps", 1e-5, "likelihood: time floor where the ODE starts.")
+# --mode=fid_stats
+_OUT = flags.DEFINE_string("out", None, "fid_stats: output .npz path (required).")
+_FEATURES = flags.DEFINE_enum("features", "inception", list(reference_stats.FEATURE_KINDS),
+                              "fid_stats: feature network.")
+_INCEPTION_WEIGHTS = flags.DEFINE_string(
+    "inception_weights", None, "fid_stats: FID Inception weights (.pth/.npz); default "
+    f"${inception.WEIGHTS_ENV}.")
+_SAVE_FEATURES = flags.DEFINE_bool("save_features", True, "fid_stats: also store the features "
+                                   "(for KID) and the logits.")
+_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "fid_stats: cache of the digits classifier "
+                                 f"(default ${digits_classifier.CACHE_ENV} or ~/.cache/scorejax).")
+flags.mark_flags_as_required(["config"])
+
+# The options that belong to one mode or two; any other mode refuses them.
+MODE_OPTIONS = {
+    "likelihood": ("split", "batch_size", "max_examples", "checkpoint", "untrained", "divergence",
+                   "num_repeats", "rtol", "atol", "eps"),
+    "fid_stats": ("split", "batch_size", "max_examples", "out", "features", "inception_weights",
+                  "save_features", "cache_dir"),
+}
+
+
+def _check_options(mode: str) -> None:
+  """Usage errors for an unknown mode, a missing --workdir/--out, another mode's option."""
+  if mode not in MODES:
+    raise app.UsageError(f"--mode={mode!r} is not one of {MODES}")
+  for name in sorted({n for names in MODE_OPTIONS.values() for n in names}):
+    owners = [m for m, names in MODE_OPTIONS.items() if name in names]
+    if flags.FLAGS[name].present and mode not in owners:
+      raise app.UsageError(f"--{name} is an option of {' and '.join('--mode=' + m for m in owners)}, "
+                           f"not of --mode={mode}")
+  if mode == "fid_stats":
+    if not _OUT.value:
+      raise app.UsageError("--mode=fid_stats needs --out=PATH.npz for the statistics")
+  elif not _WORKDIR.value:
+    raise app.UsageError(f"--mode={mode} needs --workdir=DIR")
 
 
 def main(argv) -> None:
@@ -33,26 +120,51 @@ def main(argv) -> None:
   absl_logging.set_verbosity(absl_logging.WARNING)  # libraries (orbax) log every save at INFO
   logging.getLogger("scorejax").setLevel(logging.INFO)
   mode = _MODE.value
-  if mode not in MODES:
-    raise app.UsageError(f"--mode={mode!r} is not one of {MODES}")
-  # Before anything touches a JAX backend (importing scorejax.train builds arrays):
-  # jax.distributed.initialize() must come first in a multi-process launch.
-  from scorejax import parallel
-  parallel.maybe_initialize_distributed()
-  from scorejax import config_check
+  _check_options(mode)
+  parallel.maybe_initialize_distributed()  # before anything touches a JAX backend
   config = _CONFIG.value
   config_check.validate(config)
+  workdir = _WORKDIR.value
   if mode == "train":
-    from scorejax.train import train_and_evaluate
-    train_and_evaluate(config, _WORKDIR.value)
+    training_loop.train_and_evaluate(config, workdir)
   elif mode == "sample":
-    from scorejax.sample import sample_from_workdir
-    path = sample_from_workdir(config, _WORKDIR.value)
+    path = samples.sample_from_workdir(config, workdir)
     print(f"samples written to {path}")
   elif mode == "eval":
-    from scorejax.evaluate import evaluate
-    results = evaluate(config, _WORKDIR.value)
-    print(f"evaluated checkpoint(s) {sorted(results)}; results in {_WORKDIR.value}/eval/")
+    results = evaluation_loop.evaluate(config, workdir)
+    print(f"evaluated checkpoint(s) {sorted(results)}; results in {workdir}/eval/")
+  elif mode == "likelihood":
+    _likelihood(config, workdir)
+  elif mode == "fid_stats":
+    _fid_stats(config)
+
+
+def _likelihood(config, workdir: str) -> None:
+  r = bpd.evaluate_bpd(config, workdir, step=_CHECKPOINT.value, untrained=_UNTRAINED.value,
+                       split=_SPLIT.value or "test", divergence=_DIVERGENCE.value,
+                       num_repeats=_NUM_REPEATS.value, max_examples=_MAX_EXAMPLES.value,
+                       batch_size=_BATCH_SIZE.value, rtol=_RTOL.value, atol=_ATOL.value,
+                       eps=_EPS.value)
+  which = "untrained model" if r["untrained"] else f"checkpoint {r['step']}"
+  print(f"{which}, {r['split']} split, {r['num_examples']} examples x {r['num_repeats']} "
+        f"dequantization draw(s), divergence={r['divergence']}:")
+  print(f"  bits/dim = {r['bpd']:.4f} ± {r['bpd_stderr']:.4f} (standard error)")
+  print(f"  NFE per batch = {r['nfe_mean']:.0f}, throughput = {r['examples_per_second']:.1f} examples/s")
+
+
+def _fid_stats(config) -> None:
+  try:
+    stats = reference_stats.compute_reference_stats(
+        config, _SPLIT.value or "train", _OUT.value, kind=_FEATURES.value,
+        inception_weights=_INCEPTION_WEIGHTS.value, batch_size=_BATCH_SIZE.value or 200,
+        max_examples=_MAX_EXAMPLES.value, save_features=_SAVE_FEATURES.value,
+        cache_dir=_CACHE_DIR.value)
+  except reference_stats.InceptionWeightsUnavailable as e:
+    sys.stderr.write(f"FATAL: {e}\n")
+    sys.exit(1)
+  print(json.dumps({"out": _OUT.value, "kind": _FEATURES.value,
+                    "num_examples": int(stats["num_examples"]),
+                    "feature_dim": int(stats["mu"].shape[0])}))
 
 
 def _unknown_override(argv) -> str | None:

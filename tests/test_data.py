@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from scorejax import data, toy_data
+from scorejax import data
+from scorejax.toy import datasets
 from scorejax.data import pipeline, sources
 
 
@@ -53,6 +54,7 @@ def raw_train_images(config):
 def test_cifar10_shapes_dtype_range_and_values(mock_tfds):
   config = make_config()
   assert data.get_dataset_info(config) == (20, (32, 32, 3))
+  assert data.get_data_shape(config) == (32, 32, 3)
   _, raw = raw_train_images(config)
   batches = take(data.train_batches(config, process_index=0, process_count=1), 3)
   for step, x in enumerate(batches):
@@ -141,6 +143,7 @@ def test_mnist_is_padded_to_32(mock_tfds):
 def test_celeba_and_lsun_crop_resize(mock_tfds):
   config = make_config("CELEBA", image_size=16, batch_size=4)
   assert data.get_dataset_info(config) == (20, (16, 16, 3))
+  assert data.get_data_shape(config) == (16, 16, 3)
   raw = tfds.data_source("celeb_a", split="validation")[0]["image"]  # (218, 178, 3) in the mock
   expected = data.resize(data.central_crop(raw, 140), 16, 16, "bilinear") / np.float32(255)
   np.testing.assert_array_equal(next(data.eval_batches(config, process_index=0, process_count=1))[0],
@@ -167,6 +170,24 @@ def test_missing_dataset_error_names_the_prepare_command(tmp_path):
 def test_unknown_dataset_lists_valid_names():
   with pytest.raises(ValueError, match="CIFAR10.*DIGITS.*TOY2D"):
     data.get_dataset_info(make_config("IMAGENET"))
+  with pytest.raises(ValueError, match="CIFAR10.*DIGITS.*TOY2D"):
+    data.get_data_shape(make_config("IMAGENET"))
+
+
+def test_data_shape_comes_from_the_config_without_opening_the_data(tmp_path):
+  """What `training.build_components` uses: the shape the config states (nothing prepared here)."""
+  config = make_config()
+  config.data.data_dir = str(tmp_path)
+  assert data.get_data_shape(config) == (32, 32, 3)
+  with pytest.raises(data.DatasetNotPreparedError):
+    data.get_dataset_info(config)
+  assert data.get_data_shape(make_config("MNIST", num_channels=1)) == (32, 32, 1)
+  no_channels = make_config("SVHN", image_size=16)
+  del no_channels.data["num_channels"]
+  assert data.get_data_shape(no_channels) == (16, 16, 3)  # the dataset's channels
+  assert data.get_data_shape(make_config("TOY2D", toy_name="two_moons")) == (2,)
+  with pytest.raises(ValueError, match="two_moons"):
+    data.get_data_shape(make_config("TOY2D", toy_name="moons"))
 
 
 # ----------------------------------------------------------------------------- offline sources
@@ -174,6 +195,7 @@ def test_unknown_dataset_lists_valid_names():
 def test_digits():
   config = make_config("DIGITS", image_size=16, num_channels=1, batch_size=100)
   assert data.get_dataset_info(config) == (1500, (16, 16, 1))
+  assert data.get_data_shape(config) == (16, 16, 1)
   test = list(data.eval_batches(config, drop_remainder=False, process_index=0, process_count=1))
   assert [len(x) for x in test] == [100, 100, 97]
   x = np.concatenate(test)
@@ -203,7 +225,7 @@ def test_toy_2d():
   assert len(ev) == data.TOY_NUM_EVAL // 64
   with pytest.raises(ValueError, match="two_moons"):
     data.get_dataset_info(make_config("TOY2D", toy_name="moons"))
-  assert set(toy_data.TOY_2D) >= {"two_moons"}
+  assert set(datasets.TOY_2D) >= {"two_moons"}
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -12,7 +12,7 @@ negative controls below verify. Real test digits pass both conditions ~95% of
 the time.
 
 The slow test is the quick start itself: it runs the real training loop
-(`scorejax.train.train_and_evaluate`) on `configs/digits.py` for its full n_iters
+(`scorejax.training.train_and_evaluate`) on `configs/digits.py` for its full n_iters
 (only the midway sample grid is skipped), in a subprocess so that the
 host-device flags of the test session do not apply, then samples 512 images with
 the config's sampler from the final EMA parameters. It takes as long as the quick
@@ -107,9 +107,9 @@ def test_judge_accepts_real_digits_and_rejects_noise():
 def test_smoke_config_trains_and_writes_a_grid(tmp_path):
   """`configs/digits.py:smoke` runs the real loop for 3 steps and writes a sample grid."""
   from configs import digits
-  from scorejax import train
+  from scorejax import training
   config = digits.get_config("smoke")
-  state = train.train_and_evaluate(config, str(tmp_path))
+  state = training.train_and_evaluate(config, str(tmp_path))
   n = int(config.training.n_iters)
   assert int(state.step) == n
   png = tmp_path / "samples" / f"step_{n:08d}.png"
@@ -121,21 +121,21 @@ _TRAIN_AND_SAMPLE = textwrap.dedent("""
     import sys
     import jax, numpy as np
     from configs import digits
-    from scorejax import train
+    from scorejax import training
     from scorejax.sampling import get_sampling_fn
     workdir, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     config = digits.get_config()
     config.training.snapshot_freq = config.training.n_iters  # only the final grid
-    state = train.train_and_evaluate(config, workdir)
-    c = train.build_components(config)
-    sample = get_sampling_fn(config, c.sde, (n,) + c.data_shape)
-    score_fn = lambda st: train.ema_score_fn(c, st, bool(config.training.continuous))
+    state = training.train_and_evaluate(config, workdir)
+    c = training.build_components(config)
+    sample = get_sampling_fn(config.sampling, c.sde, (n,) + c.data_shape)
+    score_fn = lambda st: training.ema_score_fn(c, st)
     x = jax.jit(lambda st, k: sample(k, score_fn(st))[0])(state, jax.random.key(1234))
     np.save(out, np.asarray(c.inverse_scaler(x)))
-    # The likelihood script's evaluation, for the trained and the untrained model.
+    # --mode=likelihood's evaluation, for the trained and the untrained model.
     import json
-    from scorejax import likelihood_eval
-    bpd = {which: likelihood_eval.evaluate_bpd(
+    from scorejax.evaluation.bpd import evaluate_bpd
+    bpd = {which: evaluate_bpd(
                config, workdir, untrained=(which == "untrained"), max_examples=64, batch_size=64,
                rtol=1e-3, atol=1e-3)
            for which in ("trained", "untrained")}

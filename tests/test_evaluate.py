@@ -1,5 +1,6 @@
-"""`--mode=eval` (scorejax.evaluate), reference statistics (scorejax.fid_stats) and the
-offline Fréchet distance in digits-classifier feature space.
+"""`--mode=eval` (scorejax.evaluation.loop), reference statistics
+(scorejax.evaluation.reference_stats, `--mode=fid_stats`) and the offline Fréchet
+distance in digits-classifier feature space.
 
 A tiny DIGITS setup: 8x8 digits, a one-block MLP score model trained for 2 steps, PC
 sampling with 10 reverse-diffusion steps, 3 sampling rounds of 16.
@@ -15,11 +16,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from scorejax import evaluate as evaluate_lib
-from scorejax import fid_stats
 from scorejax.data import sources
-from scorejax.metrics import inception
-from scorejax.metrics.fid import feature_statistics, frechet_distance
+from scorejax.evaluation import loop as evaluate_lib
+from scorejax.evaluation import reference_stats
+from scorejax.evaluation.metrics import inception
+from scorejax.evaluation.metrics.fid import feature_statistics, frechet_distance
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INCEPTION_FIXTURES = "/work/shared/fixtures/inception"
@@ -74,7 +75,7 @@ def _load_config(tmp_dir, cache_dir):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
   """(config, config file, trained workdir, classifier cache dir); no Inception weights."""
-  from scorejax.train import train_and_evaluate
+  from scorejax.training import train_and_evaluate
   root = tmp_path_factory.mktemp("evaluate")
   cache = root / "cache"
   config, path = _load_config(str(root), cache)
@@ -129,7 +130,7 @@ def test_eval_resumes_at_the_first_missing_round(setup, tmp_path):
 
 def test_offline_fd_small_for_real_digits_large_for_noise(setup):
   _, _, _, cache = setup
-  extractor = fid_stats.make_extractor("digits_classifier", image_size=8, cache_dir=cache)
+  extractor = reference_stats.make_extractor("digits_classifier", image_size=8, cache_dir=cache)
   train_feats, _ = extractor(sources.open_digits_source("train", 8))
   test_feats, test_logits = extractor(sources.open_digits_source("test", 8))
   ref = feature_statistics(train_feats)
@@ -138,7 +139,7 @@ def test_offline_fd_small_for_real_digits_large_for_noise(setup):
   fd_noise = frechet_distance(*feature_statistics(extractor(noise)[0]), *ref)
   assert fd_real < 0.05 * fd_noise, (fd_real, fd_noise)
   # The features come from a classifier that works: labels match the split order.
-  from scorejax.metrics import digits_classifier
+  from scorejax.evaluation.metrics import digits_classifier
   accuracy = np.mean(np.argmax(test_logits, -1) == digits_classifier.digits_labels()["test"])
   assert accuracy > 0.9
 
@@ -157,8 +158,8 @@ def test_missing_inception_weights_skip_fid_with_instructions(setup, tmp_path):
   assert "FID/IS/KID skipped" in message and inception.WEIGHTS_ENV in message
   assert inception.WEIGHTS_FILENAME in message
   assert os.path.isfile(os.path.join(tmp_path, "run", "eval", "ckpt_2", "round_0.npz"))  # samples kept
-  with pytest.raises(fid_stats.InceptionWeightsUnavailable, match=inception.WEIGHTS_ENV):
-    fid_stats.make_extractor("inception", config=config)
+  with pytest.raises(reference_stats.InceptionWeightsUnavailable, match=inception.WEIGHTS_ENV):
+    reference_stats.make_extractor("inception", inception_weights=config.eval.inception_weights)
 
 
 @pytest.mark.slow
@@ -170,9 +171,9 @@ def test_fid_stats_and_eval_with_synthetic_inception_weights(setup, tmp_path):
   subprocess.run([sys.executable, os.path.join(INCEPTION_FIXTURES, "make_weights.py"),
                   os.path.join(INCEPTION_FIXTURES, "inception_keys.json"), weights], check=True)
   stats_path = str(tmp_path / "stats" / "digits_test.npz")
-  fid_stats.compute_reference_stats(config, "test", stats_path, kind="inception",
+  reference_stats.compute_reference_stats(config, "test", stats_path, kind="inception",
                                     inception_weights=weights, batch_size=8, max_examples=8)
-  stats = fid_stats.load_stats(stats_path)
+  stats = reference_stats.load_stats(stats_path)
   assert stats["mu"].shape == (2048,) and stats["sigma"].shape == (2048, 2048)
   assert stats["features"].shape == (8, 2048) and stats["logits"].shape == (8, 1008)
   assert str(stats["kind"]) == "inception" and int(stats["num_examples"]) == 8
@@ -193,13 +194,13 @@ def test_fid_stats_and_eval_with_synthetic_inception_weights(setup, tmp_path):
 
 
 def test_cli_fid_stats_and_eval_mode(setup, tmp_path):
-  """`python -m scorejax.fid_stats` and `python -m scorejax.main --mode=eval` (digits features)."""
+  """`python -m scorejax.main --mode=fid_stats` and `--mode=eval` (digits features)."""
   _, config_path, workdir, cache = setup
   env = dict(os.environ, PYTHONPATH=REPO)
   stats_path = str(tmp_path / "digits_train.npz")
-  out = subprocess.run([sys.executable, "-m", "scorejax.fid_stats", f"--config={config_path}",
-                        "--split=train", "--features=digits_classifier", f"--cache_dir={cache}",
-                        f"--out={stats_path}"], check=True, cwd=REPO, env=env,
+  out = subprocess.run([sys.executable, "-m", "scorejax.main", "--mode=fid_stats",
+                        f"--config={config_path}", "--split=train", "--features=digits_classifier",
+                        f"--cache_dir={cache}", f"--out={stats_path}"], check=True, cwd=REPO, env=env,
                        capture_output=True, text=True)
   assert json.loads(out.stdout.strip().splitlines()[-1]) == {
       "out": stats_path, "kind": "digits_classifier", "num_examples": 1500, "feature_dim": 64}
@@ -210,7 +211,7 @@ def test_cli_fid_stats_and_eval_mode(setup, tmp_path):
                  check=True, cwd=REPO, env=env, capture_output=True, text=True)
   with open(os.path.join(run, "eval", "ckpt_2.json")) as f:
     result = json.load(f)
-  # The reference computed by --mode=eval equals the one fid_stats wrote.
-  ref = fid_stats.load_stats(result["reference"]["digits_classifier"])
-  np.testing.assert_allclose(ref["mu"], fid_stats.load_stats(stats_path)["mu"], rtol=1e-6)
+  # The reference computed by --mode=eval equals the one --mode=fid_stats wrote.
+  ref = reference_stats.load_stats(result["reference"]["digits_classifier"])
+  np.testing.assert_allclose(ref["mu"], reference_stats.load_stats(stats_path)["mu"], rtol=1e-6)
   assert np.isfinite(result["fd_digits_classifier"]) and "fid" not in result

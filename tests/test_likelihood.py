@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scorejax import analytic
+from scorejax.toy import mixture as analytic
 from scorejax import likelihood
 from scorejax import sde as sde_lib
 

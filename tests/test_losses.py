@@ -17,7 +17,9 @@ import numpy as np
 import optax
 import pytest
 
-from scorejax import analytic, losses, sample_metrics
+from scorejax import losses
+from scorejax.toy import distances as sample_metrics
+from scorejax.toy import mixture as analytic
 from scorejax import sde as sde_lib
 from scorejax.models import mlp
 from scorejax.models.score_fn import get_score_fn

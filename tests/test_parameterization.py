@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scorejax import analytic, parameterization
+from scorejax import parameterization
+from scorejax.toy import mixture as analytic
 from scorejax import sde as sde_lib
 from scorejax.models import get_score_fn, labels_and_std
 

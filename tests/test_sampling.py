@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scorejax import analytic
-from scorejax import sample_metrics
+from scorejax.toy import distances as sample_metrics
+from scorejax.toy import mixture as analytic
 from scorejax import sde as sde_lib
 from scorejax.sampling import (annealed_langevin, langevin_dynamics, ode_sample, pc_sample,
                                tweedie_denoise)
-from scorejax.solvers import SOLVERS
+from scorejax.sampling.solvers import SOLVERS
 
 SDES = {"ve": sde_lib.VESDE(), "vp": sde_lib.VPSDE(), "subvp": sde_lib.subVPSDE(),
         "cosine": sde_lib.CosineVPSDE()}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from scorejax import analytic
+from scorejax.toy import mixture as analytic
 from scorejax import sde as sde_lib
 
 SDES = {

@@ -1,6 +1,6 @@
 """End-to-end training: every config, preemption (SIGKILL / SIGTERM), multi-process, bad inputs.
 
-Everything goes through the real entry points: `scorejax.train.train_and_evaluate`
+Everything goes through the real entry points: `scorejax.training.train_and_evaluate`
 in-process (the config sweep, with `tfds.testing.mock_data` for TFDS datasets) and
 `python -m scorejax.main` / `launch/local_multiprocess.sh` in subprocesses (the
 rest). Subprocesses run on CPU with one device per process, each in its own
@@ -228,7 +228,7 @@ _FULL_PIPELINE = {"toy_2d", "digits", "ve_cifar10"}
 def test_config_trains_two_steps(name, tmp_path):
   import tensorflow_datasets as tfds
   from scorejax import config_check, data
-  from scorejax.train import train_and_evaluate
+  from scorejax.training import train_and_evaluate
 
   config = _load_config(name)
   n_dev = jax.device_count()
@@ -331,12 +331,12 @@ _DRIVER = textwrap.dedent("""
     assert sys.argv[1:3] == ["-m", "scorejax.main"], sys.argv
     sys.argv = ["scorejax.main"] + sys.argv[3:]
     sys.path.insert(0, os.getcwd())
-    from scorejax import parallel
+    from scorejax.training import parallel
     parallel.maybe_initialize_distributed()
     import re
     import jax
-    import scorejax.train as train
-    _train = train.train_and_evaluate
+    import scorejax.training.loop as loop
+    _train = loop.train_and_evaluate
     def train_and_dump(config, workdir):
       state = _train(config, workdir)
       leaves = {".".join(re.findall(r"\\w+", jax.tree_util.keystr(path))):
@@ -344,7 +344,7 @@ _DRIVER = textwrap.dedent("""
                 for path, x in jax.tree_util.tree_flatten_with_path(state)[0]}
       np.savez(os.path.join(workdir, f"state_{jax.process_index()}.npz"), **leaves)
       return state
-    train.train_and_evaluate = train_and_dump
+    loop.train_and_evaluate = train_and_dump
     runpy.run_module("scorejax.main", run_name="__main__", alter_sys=True)
 """)
 
@@ -402,7 +402,10 @@ def trained_workdir(tmp_path_factory):
     (["--config.training.sde=subvpsde", "--config.training.continuous=False"],
      ["config.training.continuous=False", "sub-VP", "--config.training.continuous=True"]),
     (["--mode=bogus"], ["--mode='bogus'", "'train'"]),
-], ids=["unknown_key", "subvp_discrete_loss", "unknown_mode"])
+    (["--divergence=exact"], ["--divergence is an option of --mode=likelihood", "not of --mode=train"]),
+    (["--mode=fid_stats", "--split=test"], ["--mode=fid_stats needs --out"]),
+], ids=["unknown_key", "subvp_discrete_loss", "unknown_mode", "option_of_another_mode",
+        "fid_stats_without_out"])
 def test_bad_command_fails_clearly_and_changes_nothing(trained_workdir, args, expected):
   before = tree_listing(trained_workdir)
   rc, out = cli(trained_workdir, "--config=configs/toy_2d.py:smoke", *args,
@@ -441,3 +444,29 @@ def test_corrupt_latest_checkpoint_falls_back_and_continues(trained_workdir, tmp
   assert int(read_checkpoint(workdir)["step"]) == 30
   # The unreadable checkpoint is kept for inspection, not deleted.
   assert (workdir / "checkpoints" / "unreadable_step_20").is_dir()
+
+
+# ----------------------------------------------------------------------------- 5. bits/dim
+
+def test_likelihood_mode_on_a_freshly_trained_toy_run(trained_workdir, tmp_path):
+  """`--mode=likelihood` on the toy run just trained: the newest checkpoint by default,
+  the options as given, bits/dim printed and written as JSON, equal to the library's."""
+  from configs import toy_2d
+  from scorejax.evaluation.bpd import evaluate_bpd
+
+  workdir = tmp_path / "run"
+  shutil.copytree(trained_workdir, workdir)
+  options = dict(max_examples=96, batch_size=32, divergence="exact", rtol=1e-3, atol=1e-3)
+  out = ok(cli(workdir, "--config=configs/toy_2d.py:smoke", "--mode=likelihood",
+               *(f"--{k}={v}" for k, v in options.items())))
+  assert "checkpoint 20, test split, 96 examples x 1 dequantization draw(s), divergence=exact" in out, out
+  assert "bits/dim = " in out, out
+  result = json.loads((workdir / "likelihood_test_step20.json").read_text())
+  assert result["step"] == 20 and not result["untrained"]
+  assert result["num_examples"] == 96 and result["num_repeats"] == 1
+  assert (result["divergence"], result["rtol"], result["atol"]) == ("exact", 1e-3, 1e-3)
+  assert result["offset"] == 0.0  # 2-D toy points: no dequantization offset
+  assert np.isfinite(result["bpd"]) and np.isfinite(result["bpd_stderr"]) and result["nfe_mean"] > 0
+
+  library = evaluate_bpd(toy_2d.get_config("smoke"), str(workdir), **options)
+  np.testing.assert_allclose(library["bpd"], result["bpd"], rtol=1e-5)

@@ -13,9 +13,9 @@ import numpy as np
 import optax
 import pytest
 
-from scorejax import checkpoint, optim
-from scorejax.train_state import TrainState
-from scorejax.train_step import make_multi_step, make_train_step
+from scorejax.training import checkpoint, optim
+from scorejax.training.state import TrainState
+from scorejax.training.step import make_multi_step, make_train_step
 
 
 def test_warmup_schedule_matches_score_sde():
@@ -68,9 +68,10 @@ def test_train_step_updates_and_folds_step_into_key():
 _DATA_PARALLEL_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     import ml_collections
-    from scorejax import losses, models, optim, parallel, sde as sde_lib
-    from scorejax.train_state import TrainState
-    from scorejax.train_step import make_train_step
+    from scorejax import losses, models, sde as sde_lib
+    from scorejax.training import optim, parallel
+    from scorejax.training.state import TrainState
+    from scorejax.training.step import make_train_step
     assert jax.device_count() == 8, jax.devices()
     config = ml_collections.ConfigDict({"model": {"name": "mlp", "nf": 32, "num_layers": 2,
         "embedding_type": "positional", "scale_by_sigma": False, "dropout": 0.0}})

@@ -19,7 +19,7 @@ Batches are built by a thread pool a few steps ahead of the consumer
 
 Datasets (`config.data.dataset`): the TFDS datasets of `sources.IMAGE_DATASETS`
 ('CIFAR10', 'SVHN', 'MNIST', 'CELEBA', 'LSUN'), the offline 'DIGITS' (scikit-learn's
-8x8 digits, upscaled) and 'TOY2D' (a 2-D set of `toy_data.TOY_2D` named by
+8x8 digits, upscaled) and 'TOY2D' (a 2-D set of `scorejax.toy.datasets.TOY_2D` named by
 `config.data.toy_name`, sampled afresh at every step from `fold_in(key(seed), step)`;
 its 'test' split is a fixed pool of `TOY_NUM_EVAL` points).
 
@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
 import jax
 import numpy as np
 
-from scorejax import toy_data
+from scorejax.toy import datasets as toy_datasets
 from scorejax.data import preprocess, sources
 
 # Purpose tags, mixed into every seed so that no two random streams coincide.
@@ -125,7 +125,7 @@ def make_image_batch_fn(source: sources.ImageSource, *, batch_size: int, seed: i
 
 def make_toy_batch_fn(name: str, *, batch_size: int, seed: int, process_index: int = 0,
                       process_count: int = 1) -> Callable[[int], np.ndarray]:
-  """`batch_fn(step)` -> this process's slice of `toy_data.TOY_2D[name]`'s sample from fold_in(key(seed), step).
+  """`batch_fn(step)` -> this process's slice of `toy_datasets.TOY_2D[name]`'s sample from fold_in(key(seed), step).
 
   Every process draws the whole global batch (cheap for 2-D data) and keeps its
   slice, so the slices concatenate to the single-process batch.
@@ -148,13 +148,13 @@ def _on_cpu():
 
 
 # One compilation per (name, n), shared by every batch_fn (jax's cache, not ours).
-_sample_toy = jax.jit(toy_data.sample_toy, static_argnames=("name", "n"))
+_sample_toy = jax.jit(toy_datasets.sample_toy, static_argnames=("name", "n"))
 
 
 def _check_toy_name(name: str) -> None:
-  if name not in toy_data.TOY_2D:
+  if name not in toy_datasets.TOY_2D:
     raise ValueError(f"unknown 2-D toy dataset {name!r} (config.data.toy_name); "
-                     f"choose one of {sorted(toy_data.TOY_2D)}")
+                     f"choose one of {sorted(toy_datasets.TOY_2D)}")
 
 
 def _toy_sampler(name: str, n: int) -> Callable[[jax.Array], jax.Array]:
@@ -198,6 +198,18 @@ def _default_threads(num_threads: int | None) -> int:
   return num_threads or max(1, min(8, os.cpu_count() or 1))
 
 
+def batch_stream(batch_fn: Callable[[int], T], *, start_step: int = 0,
+                 num_threads: int | None = None, prefetch: int | None = None) -> Iterator[T]:
+  """Endless `batch_fn(start_step), batch_fn(start_step + 1), ...`, computed ahead in threads.
+
+  num_threads: loader threads (default min(8, cpu count)); prefetch: batches computed
+  ahead (default 2 * num_threads).
+  """
+  threads = _default_threads(num_threads)
+  return prefetch_map(batch_fn, itertools.count(start_step), num_threads=threads,
+                      buffer_size=prefetch or 2 * threads)
+
+
 # ----------------------------------------------------------------------------- config edge
 
 def _processes(process_index: int | None, process_count: int | None) -> tuple[int, int]:
@@ -234,8 +246,24 @@ def open_image_source(config: Any, split: str) -> sources.ImageSource:
   return source
 
 
+def get_data_shape(config: Any) -> tuple[int, ...]:
+  """The shape of one example as `config.data` states it, without opening the dataset.
+
+  (2,) for TOY2D; (image_size, image_size, num_channels) for images (num_channels
+  defaults to the dataset's). Opening a split checks the stated channels.
+  """
+  name = config.data.dataset
+  _check_dataset(name)
+  if name == "TOY2D":
+    _check_toy_name(config.data.toy_name)
+    return (2,)
+  channels = 1 if name == "DIGITS" else sources.IMAGE_DATASETS[name].channels
+  size = int(config.data.image_size)
+  return (size, size, int(config.data.get("num_channels", channels)))
+
+
 def get_dataset_info(config: Any) -> DatasetInfo:
-  """(number of training examples, shape of one example) for `config.data`."""
+  """(number of training examples, shape of one example) for `config.data` (opens the data)."""
   _check_dataset(config.data.dataset)
   if config.data.dataset == "TOY2D":
     _check_toy_name(config.data.toy_name)
@@ -279,9 +307,7 @@ def train_batches(config: Any, *, start_step: int = 0, process_index: int | None
     prefetch: batches computed ahead (default 2 * num_threads).
   """
   batch_fn = make_train_batch_fn(config, process_index=process_index, process_count=process_count)
-  threads = _default_threads(num_threads)
-  return prefetch_map(batch_fn, itertools.count(start_step), num_threads=threads,
-                      buffer_size=prefetch or 2 * threads)
+  return batch_stream(batch_fn, start_step=start_step, num_threads=num_threads, prefetch=prefetch)
 
 
 def eval_batches(config: Any, split: str = "test", *, batch_size: int | None = None,
@@ -334,3 +360,25 @@ def eval_batches(config: Any, split: str = "test", *, batch_size: int | None = N
 
   threads = _default_threads(num_threads)
   return prefetch_map(batch_fn, range(num_batches), num_threads=threads, buffer_size=2 * threads)
+
+
+class EvalData(NamedTuple):
+  """A config's data as evaluation reads it, for code below the config edge (`eval_data`).
+
+  `batches(split, batch_size)`: one ordered pass over `split`, as `eval_batches`;
+  `images(split)`: its uint8 image source, as `open_image_source`; `dataset` and
+  `image_size`: `config.data`'s.
+  """
+  dataset: str
+  image_size: int
+  batches: Callable[[str, int], Iterator[np.ndarray]]
+  images: Callable[[str], sources.ImageSource]
+
+
+def eval_data(config: Any) -> EvalData:
+  """`config`'s evaluation data (`EvalData`); nothing is opened until it is used."""
+  def batches(split: str, batch_size: int) -> Iterator[np.ndarray]:
+    return eval_batches(config, split, batch_size=batch_size)
+
+  return EvalData(dataset=str(config.data.dataset), image_size=int(config.data.image_size),
+                  batches=batches, images=functools.partial(open_image_source, config))

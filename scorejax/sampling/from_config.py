@@ -1,4 +1,4 @@
-"""The sampler a config asks for (`config.sampling.*`, score_sde's field names)."""
+"""The sampler a config's `sampling` part asks for (score_sde's field names)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,15 @@ def _none_or_name(name: str | None) -> str | None:
   return None if name is None or str(name).lower() == "none" else str(name)
 
 
-def get_sampling_fn(config, sde: sde_lib.SDE, shape: tuple[int, ...], *, eps: float = 1e-3
+def get_sampling_fn(sampling, sde: sde_lib.SDE, shape: tuple[int, ...], *, eps: float = 1e-3
                     ) -> Callable[[Array, Callable[[Array, Array], Array]], tuple[Array, Array]]:
-  """`sample(key, score_fn) -> (x, nfe)` per `config.sampling.method` ('pc' or 'ode').
+  """`sample(key, score_fn) -> (x, nfe)` per `sampling.method` ('pc' or 'ode').
 
-  Reads `sampling.predictor`, `corrector`, `snr`, `n_steps_each`, `noise_removal`
-  (PC) and `sampling.rtol` / `atol` (ODE, default 1e-5).
+  `sampling` is the config's `sampling` part (`config.sampling`). Reads `method`,
+  `predictor`, `corrector`, `snr`, `n_steps_each`, `noise_removal` (PC) and `rtol` /
+  `atol` (ODE, default 1e-5).
   """
-  s = config.sampling
+  s = sampling
   method = str(s.method).lower()
   if method == "pc":
     sampler = functools.partial(

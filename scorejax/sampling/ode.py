@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from scorejax import sde as sde_lib
 from scorejax.sampling.denoise import tweedie_denoise
 from scorejax.sampling.schedules import SAMPLING_EPS
-from scorejax.solvers import evaluations_per_solve, get_solver
+from scorejax.sampling.solvers import evaluations_per_solve, get_solver
 
 Array = jax.Array
 

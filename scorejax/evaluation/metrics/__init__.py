@@ -9,10 +9,10 @@
     fid = frechet_distance(*feature_statistics(f_data), *feature_statistics(f_model))
 """
 
-from scorejax.metrics import inception
-from scorejax.metrics.fid import feature_statistics, fid_from_features, frechet_distance
-from scorejax.metrics.inception_score import inception_score
-from scorejax.metrics.kid import kernel_inception_distance, kid_subsets, mmd2_unbiased
+from scorejax.evaluation.metrics import digits_classifier, fid, inception, kid
+from scorejax.evaluation.metrics.fid import feature_statistics, fid_from_features, frechet_distance
+from scorejax.evaluation.metrics.inception_score import inception_score
+from scorejax.evaluation.metrics.kid import kernel_inception_distance, kid_subsets, mmd2_unbiased
 
 __all__ = [
     "inception", "feature_statistics", "fid_from_features", "frechet_distance",

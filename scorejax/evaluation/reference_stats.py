@@ -1,8 +1,9 @@
-"""Reference statistics of a dataset split for FID / KID (or the offline digits metric).
+"""`--mode=fid_stats`: reference statistics of a dataset split for FID / KID (or the
+offline digits metric).
 
-    python -m scorejax.fid_stats --config=configs/ve_cifar10.py --split=train \
+    python -m scorejax.main --mode=fid_stats --config=configs/ve_cifar10.py --split=train \
         --out=stats/cifar10_train.npz --inception_weights=pt_inception-2015-12-05-6726825d.pth
-    python -m scorejax.fid_stats --config=configs/digits.py --split=train \
+    python -m scorejax.main --mode=fid_stats --config=configs/digits.py --split=train \
         --features=digits_classifier --out=stats/digits_train_classifier.npz
 
 The data are read from the config's data section (`data.dataset`, `data.image_size`,
@@ -16,32 +17,29 @@ The .npz holds
   logits (N, K)           the classifier's logits (Inception: IS of the data; omitted with
                           --nosave_features),
   kind, dataset, split, image_size, num_examples   metadata.
-Features: 'inception' = pool3 (D = 2048) of the FID Inception (`scorejax.metrics.inception`;
-grayscale images are repeated to 3 channels), which needs pytorch-fid's weights
-(--inception_weights or $SCOREJAX_INCEPTION_WEIGHTS); 'digits_classifier' = the 64-d
-penultimate features of the offline digits classifier
-(`scorejax.metrics.digits_classifier`), for the Fréchet distance in digits-classifier
-feature space (not FID).
+Features: 'inception' = pool3 (D = 2048) of the FID Inception
+(`scorejax.evaluation.metrics.inception`; grayscale images are repeated to 3 channels),
+which needs pytorch-fid's weights (--inception_weights or $SCOREJAX_INCEPTION_WEIGHTS);
+'digits_classifier' = the 64-d penultimate features of the offline digits classifier
+(`scorejax.evaluation.metrics.digits_classifier`), for the Fréchet distance in
+digits-classifier feature space (not FID).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tqdm
-from absl import app, flags
-from ml_collections import config_flags
 
-from scorejax import data, parallel
-from scorejax.metrics import digits_classifier, inception
-from scorejax.metrics.fid import feature_statistics
+from scorejax import data
+from scorejax.evaluation.metrics import digits_classifier, inception
+from scorejax.evaluation.metrics.fid import feature_statistics
+from scorejax.training import parallel
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +50,17 @@ class InceptionWeightsUnavailable(FileNotFoundError):
   """No FID Inception weights were given (offline); FID/IS/KID cannot be computed."""
 
 
-def inception_weights_path(config=None, path: str | None = None) -> str:
-  """The FID Inception weight file: `path`, config.eval.inception_weights or the env var.
+def inception_weights_path(path: str | None = None) -> str:
+  """The FID Inception weight file: `path` (e.g. config.eval.inception_weights) or the env var.
 
   Raises InceptionWeightsUnavailable (with instructions) when none is set or the file is missing.
   """
-  path = path or (config.eval.get("inception_weights") if config is not None else None) \
-      or os.environ.get(inception.WEIGHTS_ENV)
+  path = path or os.environ.get(inception.WEIGHTS_ENV)
   if not path:
     raise InceptionWeightsUnavailable(
         "FID/IS/KID need the FID Inception weights, and none were given: set "
         f"${inception.WEIGHTS_ENV}=/path/to/{inception.WEIGHTS_FILENAME} or "
-        "--config.eval.inception_weights=PATH (fid_stats: --inception_weights=PATH). "
+        "--config.eval.inception_weights=PATH (--mode=fid_stats: --inception_weights=PATH). "
         + inception._HOW_TO_GET_WEIGHTS)  # pylint: disable=protected-access
   if not os.path.isfile(path):
     raise InceptionWeightsUnavailable(f"the FID Inception weight file {path!r} does not exist. "
@@ -122,19 +119,20 @@ def to_host(x: jax.Array) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def make_extractor(kind: str, *, config=None, image_size: int | None = None,
+def make_extractor(kind: str, *, image_size: int | None = None,
                    inception_weights: str | None = None, batch_size: int = 200,
                    cache_dir: str | None = None) -> FeatureExtractor:
   """The feature extractor of `kind` ('inception' or 'digits_classifier').
 
-  'inception' raises InceptionWeightsUnavailable when no weights are given;
-  'digits_classifier' trains (once, cached in `cache_dir`) the classifier for `image_size`.
+  'inception' loads `inception_weights` (default $SCOREJAX_INCEPTION_WEIGHTS) and
+  raises InceptionWeightsUnavailable when there are none; 'digits_classifier' trains
+  (once, cached in `cache_dir`) the classifier for images of `image_size`.
   """
   if kind == "inception":
-    params = inception.load_params(inception_weights_path(config, inception_weights))
+    params = inception.load_params(inception_weights_path(inception_weights))
   elif kind == "digits_classifier":
     if image_size is None:
-      image_size = int(config.data.image_size)
+      raise ValueError("the digits_classifier features need the image_size of the data")
     params, info = digits_classifier.load_or_train(image_size, cache_dir)
     log.info("digits classifier: test accuracy %.3f", info["test_accuracy"])
   else:
@@ -177,18 +175,18 @@ def load_stats(path: str) -> dict:
     return {k: f[k] for k in f.files}
 
 
-def dataset_features(config, split: str, extractor: FeatureExtractor, *,
-                     max_examples: int | None = None, progress: bool = True
+def dataset_features(source: data.sources.ImageSource, extractor: FeatureExtractor, *,
+                     max_examples: int | None = None, progress: bool = True, name: str = "data"
                      ) -> tuple[np.ndarray, np.ndarray]:
-  """Features of `split` of config.data's dataset, in order, over all devices and processes."""
-  source = data.open_image_source(config, split)
+  """Features of the uint8 images of `source` (a split, `data.open_image_source`), in order,
+  over all devices and processes; `name` labels the progress bar."""
   n = len(source) if max_examples is None else min(len(source), int(max_examples))
   bs = extractor.batch_size
   positions = data.process_positions(bs, jax.process_index(), jax.process_count())
   sharding = parallel.batch_sharded(extractor.mesh)
   example = np.asarray(source[0])
   feats, logits = [], []
-  for start in tqdm.trange(0, n, bs, desc=f"{extractor.kind} features ({split})",
+  for start in tqdm.trange(0, n, bs, desc=f"{extractor.kind} features ({name})",
                            disable=not progress or jax.process_index() != 0, dynamic_ncols=True):
     local = np.zeros((positions.size,) + example.shape, np.uint8)
     for j, pos in enumerate(start + positions):
@@ -205,59 +203,17 @@ def compute_reference_stats(config, split: str, out: str, *, kind: str = "incept
                             inception_weights: str | None = None, batch_size: int = 200,
                             max_examples: int | None = None, save_features: bool = True,
                             cache_dir: str | None = None, progress: bool = True) -> dict:
-  """Computes and writes the reference statistics of `split` to `out`; returns them."""
-  extractor = make_extractor(kind, config=config, inception_weights=inception_weights,
-                             batch_size=batch_size, cache_dir=cache_dir)
-  feats, logits = dataset_features(config, split, extractor, max_examples=max_examples,
-                                   progress=progress)
+  """Computes and writes the reference statistics of `split` to `out`; returns them.
+
+  The config edge of `--mode=fid_stats`: reads config.data (the dataset) and, without
+  `inception_weights`, config.eval.inception_weights.
+  """
+  extractor = make_extractor(
+      kind, image_size=int(config.data.image_size),
+      inception_weights=inception_weights or config.eval.get("inception_weights"),
+      batch_size=batch_size, cache_dir=cache_dir)
+  feats, logits = dataset_features(data.open_image_source(config, split), extractor,
+                                   max_examples=max_examples, progress=progress, name=split)
   return save_stats(out, feats, logits, save_features=save_features, kind=kind,
                     dataset=str(config.data.dataset), split=split,
                     image_size=int(config.data.image_size))
-
-
-def _define_flags() -> dict:
-  """The CLI's flags, defined only when run as a script (importing this module as a
-  library, e.g. from `scorejax.evaluate` under `scorejax.main`, must define none)."""
-  return {
-      "config": config_flags.DEFINE_config_file("config", None, "Config file (file.py or file.py:arg).",
-                                                lock_config=True),
-      "split": flags.DEFINE_string("split", "train", "Dataset split: 'train' or 'test'."),
-      "out": flags.DEFINE_string("out", None, "Output .npz path."),
-      "features": flags.DEFINE_enum("features", "inception", list(FEATURE_KINDS), "Feature network."),
-      "inception_weights": flags.DEFINE_string(
-          "inception_weights", None,
-          f"FID Inception weights (.pth/.npz); default ${inception.WEIGHTS_ENV}."),
-      "batch_size": flags.DEFINE_integer("batch_size", 200,
-                                         "Global batch size (rounded up to a multiple of the device count)."),
-      "max_examples": flags.DEFINE_integer("max_examples", None, "Use at most this many examples."),
-      "save_features": flags.DEFINE_bool("save_features", True,
-                                         "Also store the features (for KID) and the logits."),
-      "cache_dir": flags.DEFINE_string(
-          "cache_dir", None, "Cache of the digits classifier "
-          f"(default ${digits_classifier.CACHE_ENV} or ~/.cache/scorejax)."),
-  }
-
-
-def main(argv, f: dict) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  parallel.maybe_initialize_distributed()
-  logging.getLogger("scorejax").setLevel(logging.INFO)
-  try:
-    stats = compute_reference_stats(
-        f["config"].value, f["split"].value, f["out"].value, kind=f["features"].value,
-        inception_weights=f["inception_weights"].value, batch_size=f["batch_size"].value,
-        max_examples=f["max_examples"].value, save_features=f["save_features"].value,
-        cache_dir=f["cache_dir"].value)
-  except InceptionWeightsUnavailable as e:
-    sys.stderr.write(f"FATAL: {e}\n")
-    sys.exit(1)
-  print(json.dumps({"out": f["out"].value, "kind": f["features"].value,
-                    "num_examples": int(stats["num_examples"]),
-                    "feature_dim": int(stats["mu"].shape[0])}))
-
-
-if __name__ == "__main__":
-  _flags = _define_flags()
-  flags.mark_flags_as_required(["config", "out"])
-  app.run(lambda argv: main(argv, _flags))

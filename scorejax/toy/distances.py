@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from scorejax.analytic import GaussianMixture
+from scorejax.toy.mixture import GaussianMixture
 
 Array = jax.Array
 

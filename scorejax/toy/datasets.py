@@ -1,4 +1,4 @@
-"""Standard 2-D toy distributions (samplers only; for exact densities see `analytic`).
+"""Standard 2-D toy distributions (samplers only; for exact densities see `mixture`).
 
 Each `sample_*(key, n) -> (n, 2)` float32 array, roughly centred with unit scale.
 """
@@ -11,7 +11,7 @@ from typing import Callable, Mapping
 import jax
 import jax.numpy as jnp
 
-from scorejax import analytic
+from scorejax.toy import mixture
 
 Array = jax.Array
 
@@ -56,16 +56,16 @@ def sample_swiss_roll(key: Array, n: int, noise: float = 0.05) -> Array:
   return x + noise * jax.random.normal(k_noise, (n, 2))
 
 
-def _mixture_sampler(make: Callable[[], analytic.GaussianMixture]) -> Callable[[Array, int], Array]:
+def _mixture_sampler(make: Callable[[], mixture.GaussianMixture]) -> Callable[[Array, int], Array]:
   """Samples the mixture `make()`, built on first use (no JAX arrays at import time, so
   `jax.distributed.initialize()` can still run after importing this module)."""
   return lambda key, n: make().sample(key, n)
 
 
-# Toy sets that are Gaussian mixtures, so their exact scores are known (`analytic`).
-ANALYTIC_2D: Mapping[str, Callable[[], analytic.GaussianMixture]] = {
-    "imbalanced_mixture": analytic.imbalanced_mixture_2d,
-    "eight_gaussians": analytic.eight_gaussians,
+# Toy sets that are Gaussian mixtures, so their exact scores are known (`mixture`).
+ANALYTIC_2D: Mapping[str, Callable[[], mixture.GaussianMixture]] = {
+    "imbalanced_mixture": mixture.imbalanced_mixture_2d,
+    "eight_gaussians": mixture.eight_gaussians,
 }
 
 TOY_2D: Mapping[str, Callable[[Array, int], Array]] = {

@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-from scorejax import plots
+from scorejax.report.images import image_grid, save_image_grid
 
 
 class MetricsWriter:
@@ -45,9 +45,9 @@ class MetricsWriter:
     """Saves images in [0, 1] as a PNG grid at `path` and as a TensorBoard image."""
     if not self.enabled:
       return
-    plots.save_image_grid(images, path)
+    save_image_grid(images, path)
     if self._tb is not None:
-      self._tb.add_image(name, plots.image_grid(images), int(step), dataformats="HWC")
+      self._tb.add_image(name, image_grid(images), int(step), dataformats="HWC")
 
   def flush(self) -> None:
     if self.enabled and self._tb is not None:

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from scorejax.optim import ema_update
-from scorejax.train_state import TrainState
+from scorejax.training.optim import ema_update
+from scorejax.training.state import TrainState
 
 Array = jax.Array
 LossFn = Callable[[Any, Any, Array, Array], tuple[Array, Any]]

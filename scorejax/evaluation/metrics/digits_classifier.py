@@ -2,13 +2,13 @@
 offline sample-quality metric: the Fréchet distance in digits-classifier feature space.
 
 This is NOT the FID: the FID is defined by the FID Inception network
-(`scorejax.metrics.inception`), whose weights cannot be downloaded offline. For the
-offline quick-start on scikit-learn's digits, `evaluate.py` instead reports
+(`scorejax.evaluation.metrics.inception`), whose weights cannot be downloaded offline. For the
+offline quick-start on scikit-learn's digits, `evaluation.loop` instead reports
 
     fd_digits_classifier = FrechetDistance(N(mu_data, S_data), N(mu_model, S_model))
 
 with mu, S the mean and covariance of this classifier's penultimate-layer features
-(64-d), the same formula as FID (`scorejax.metrics.fid.frechet_distance`) in another
+(64-d), the same formula as FID (`scorejax.evaluation.metrics.fid.frechet_distance`) in another
 feature space. Its values are not comparable to FID numbers, only to each other
 (same image size, same classifier version).
 

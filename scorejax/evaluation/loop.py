@@ -14,7 +14,7 @@ Per checkpoint step S, everything is written under `workdir/eval/`:
 
 * `eval.enable_loss`: the mean loss of the EMA parameters over the test split
   (`eval.batch_size` per batch, remainder dropped) -> `ckpt_S/loss.json`;
-* `eval.enable_bpd`: bits/dim by `scorejax.likelihood_eval.evaluate_bpd` on
+* `eval.enable_bpd`: bits/dim by `scorejax.evaluation.bpd.evaluate_bpd` on
   `eval.bpd_dataset` with `eval.bpd_num_repeats` dequantization draws (default 1)
   -> `ckpt_S/bpd.json`;
 * `eval.enable_sampling`: `eval.num_samples` samples in rounds of `eval.batch_size`
@@ -28,12 +28,12 @@ Per checkpoint step S, everything is written under `workdir/eval/`:
     features). Needs pytorch-fid's FID Inception weights (`eval.inception_weights` or
     $SCOREJAX_INCEPTION_WEIGHTS); without them these metrics are skipped with a
     message saying how to get the weights — never replaced by another number.
-    Reference: `eval.stats_path` (from `python -m scorejax.fid_stats`) or, if unset,
+    Reference: `eval.stats_path` (from `--mode=fid_stats`) or, if unset,
     `eval/reference_inception_<dataset>_<split>.npz`, computed on first use from
     `eval.stats_split` (default 'train', as score_sde's CIFAR-10 statistics).
   - 'digits_classifier' features (default for DIGITS): `fd_digits_classifier`, the
     Fréchet distance in the feature space of a small classifier trained on the
-    DIGITS train split (`scorejax.metrics.digits_classifier`). It is not FID and is
+    DIGITS train split (`evaluation.metrics.digits_classifier`). It is not FID and is
     comparable only with itself. Reference: `eval.digits_stats_path` or
     `eval/reference_digits_classifier_DIGITS_<split>.npz` (computed on first use).
   `eval.feature_kinds` (e.g. 'inception,digits_classifier') overrides the choice.
@@ -47,10 +47,14 @@ preempted run leaves no partial file. Round k's samples depend only on (seed, S,
 so a resumed evaluation gives exactly the numbers of an uninterrupted one. With
 several processes, `workdir` must be a shared file system (as for checkpoints);
 process 0 writes.
+
+`evaluate(config, workdir)` is the config edge: it reads `EvalSettings`, the
+`Components` and the data once; the functions below take those.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -61,14 +65,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scorejax import checkpoint, data, fid_stats, likelihood_eval, parallel
-from scorejax import train as train_lib
-from scorejax.metrics.fid import feature_statistics, frechet_distance
-from scorejax.metrics.inception_score import inception_score
-from scorejax.metrics.kid import kernel_inception_distance
-from scorejax.metrics_writer import MetricsWriter
+from scorejax import data
+from scorejax.evaluation import bpd, reference_stats
+from scorejax.evaluation.metrics.fid import feature_statistics, frechet_distance
+from scorejax.evaluation.metrics.inception_score import inception_score
+from scorejax.evaluation.metrics.kid import kernel_inception_distance
+from scorejax.report.writer import MetricsWriter
 from scorejax.sampling import get_sampling_fn
-from scorejax.train_step import make_eval_step
+from scorejax.training import checkpoint, parallel, setup
+from scorejax.training.setup import Components
+from scorejax.training.state import TrainState
+from scorejax.training.step import make_eval_step
 
 log = logging.getLogger(__name__)
 
@@ -118,27 +125,100 @@ def _sync(name: str) -> None:
 
 # ------------------------------------------------------------------------------ configuration
 
-def checkpoint_steps(config, workdir: str) -> list[int]:
+def feature_kinds(kinds, dataset: str) -> tuple[str, ...]:
+  """Which feature spaces the sample metrics use: `kinds` (eval.feature_kinds, a list or a
+  comma-separated string), or by default by `dataset`."""
+  if kinds is None:
+    if dataset == "TOY2D":
+      return ()
+    return ("digits_classifier",) if dataset == "DIGITS" else ("inception",)
+  if isinstance(kinds, str):
+    kinds = [k.strip() for k in kinds.split(",") if k.strip()]
+  for k in kinds:
+    if k not in reference_stats.FEATURE_KINDS:
+      raise ValueError(f"config.eval.feature_kinds has {k!r}; valid: {reference_stats.FEATURE_KINDS}")
+  return tuple(kinds)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+  """What an evaluation computes (the config's `eval` part, with the run's seed,
+  snapshot frequency and sampler), read once by `from_config`; see the module docstring."""
+  seed: int
+  snapshot_freq: int
+  checkpoint_steps: tuple[int, ...] | None
+  begin_ckpt: int | None
+  end_ckpt: int | None
+  batch_size: int
+  enable_loss: bool
+  enable_bpd: bool
+  bpd_dataset: str
+  bpd_num_repeats: int
+  bpd_max_examples: int | None
+  bpd_rtol: float
+  bpd_atol: float
+  enable_sampling: bool
+  num_samples: int
+  sampling: Any  # the config's `sampling` part (`sampling.get_sampling_fn`)
+  feature_kinds: tuple[str, ...]
+  stats_path: str | None
+  digits_stats_path: str | None
+  stats_split: str
+  inception_weights: str | None
+  inception_batch_size: int
+  cache_dir: str | None
+
+  @classmethod
+  def from_config(cls, config) -> "EvalSettings":
+    e = config.eval
+    steps = e.get("checkpoint_steps")
+    optional_int = lambda v: None if v is None else int(v)  # noqa: E731
+    return cls(
+        seed=int(config.seed), snapshot_freq=int(config.training.snapshot_freq),
+        checkpoint_steps=None if steps is None else tuple(int(s) for s in steps),
+        begin_ckpt=optional_int(e.get("begin_ckpt")), end_ckpt=optional_int(e.get("end_ckpt")),
+        batch_size=int(e.batch_size), enable_loss=bool(e.get("enable_loss", True)),
+        enable_bpd=bool(e.get("enable_bpd", False)), bpd_dataset=str(e.get("bpd_dataset", "test")),
+        bpd_num_repeats=int(e.get("bpd_num_repeats", 1)),
+        bpd_max_examples=optional_int(e.get("bpd_max_examples")),
+        bpd_rtol=float(e.get("bpd_rtol", 1e-5)), bpd_atol=float(e.get("bpd_atol", 1e-5)),
+        enable_sampling=bool(e.get("enable_sampling", False)),
+        num_samples=int(e.get("num_samples", 0)), sampling=config.sampling,
+        feature_kinds=feature_kinds(e.get("feature_kinds"), str(config.data.dataset)),
+        stats_path=e.get("stats_path"), digits_stats_path=e.get("digits_stats_path"),
+        stats_split=str(e.get("stats_split", "train")),
+        inception_weights=e.get("inception_weights"),
+        inception_batch_size=int(e.get("inception_batch_size", 200)), cache_dir=e.get("cache_dir"))
+
+  def request(self) -> dict:
+    """What an evaluation was asked to compute; a finished ckpt_S.json is reused only if equal."""
+    return {"enable_loss": self.enable_loss, "enable_bpd": self.enable_bpd,
+            "bpd_dataset": self.bpd_dataset, "bpd_num_repeats": self.bpd_num_repeats,
+            "enable_sampling": self.enable_sampling, "num_samples": self.num_samples,
+            "batch_size": self.batch_size, "feature_kinds": list(self.feature_kinds),
+            "stats": [str(self.stats_path or ""), str(self.digits_stats_path or ""),
+                      str(self.stats_split)]}
+
+
+def checkpoint_steps(s: EvalSettings, workdir: str) -> list[int]:
   """The checkpoint steps to evaluate (see the module docstring), those present only."""
-  e = config.eval
   manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
-                                    snapshot_freq=int(config.training.snapshot_freq))
+                                    snapshot_freq=s.snapshot_freq)
   try:
-    available = sorted(int(s) for s in manager.all_steps())
+    available = sorted(int(step) for step in manager.all_steps())
   finally:
     manager.close()
-  if e.get("checkpoint_steps") is not None:
-    requested = [int(s) for s in e.checkpoint_steps]
-  elif e.get("begin_ckpt") is not None and e.get("end_ckpt") is not None:
-    freq = int(config.training.snapshot_freq)
-    requested = [k * freq for k in range(int(e.begin_ckpt), int(e.end_ckpt) + 1)]
+  if s.checkpoint_steps is not None:
+    requested = list(s.checkpoint_steps)
+  elif s.begin_ckpt is not None and s.end_ckpt is not None:
+    requested = [k * s.snapshot_freq for k in range(s.begin_ckpt, s.end_ckpt + 1)]
   else:
     requested = available
-  missing = [s for s in requested if s not in available]
+  missing = [step for step in requested if step not in available]
   if missing:
     log.warning("no checkpoint for step(s) %s in %s/checkpoints (available: %s); skipping them",
                 missing, workdir, available)
-  steps = [s for s in requested if s in available]
+  steps = [step for step in requested if step in available]
   if not steps:
     raise FileNotFoundError(
         f"none of the requested checkpoint steps {requested} exists under {workdir}/checkpoints "
@@ -148,110 +228,82 @@ def checkpoint_steps(config, workdir: str) -> list[int]:
   return steps
 
 
-def feature_kinds(config) -> tuple[str, ...]:
-  """Which feature spaces the sample metrics use (eval.feature_kinds, or by dataset)."""
-  kinds = config.eval.get("feature_kinds")
-  if kinds is None:
-    if config.data.dataset == "TOY2D":
-      return ()
-    return ("digits_classifier",) if config.data.dataset == "DIGITS" else ("inception",)
-  if isinstance(kinds, str):
-    kinds = [k.strip() for k in kinds.split(",") if k.strip()]
-  for k in kinds:
-    if k not in fid_stats.FEATURE_KINDS:
-      raise ValueError(f"config.eval.feature_kinds has {k!r}; valid: {fid_stats.FEATURE_KINDS}")
-  return tuple(kinds)
-
-
-def _request(config) -> dict:
-  """What an evaluation was asked to compute; a finished ckpt_S.json is reused only if equal."""
-  e = config.eval
-  return {"enable_loss": bool(e.get("enable_loss", True)),
-          "enable_bpd": bool(e.get("enable_bpd", False)),
-          "bpd_dataset": str(e.get("bpd_dataset", "test")),
-          "bpd_num_repeats": int(e.get("bpd_num_repeats", 1)),
-          "enable_sampling": bool(e.get("enable_sampling", False)),
-          "num_samples": int(e.get("num_samples", 0)),
-          "batch_size": int(e.batch_size),
-          "feature_kinds": list(feature_kinds(config)),
-          "stats": [str(e.get("stats_path") or ""), str(e.get("digits_stats_path") or ""),
-                    str(e.get("stats_split", "train"))]}
-
-
 # ------------------------------------------------------------------------------ the parts
 
-def eval_loss(config, c: train_lib.Components, state, mesh) -> dict:
-  """Mean loss of the EMA parameters over the test split."""
+def eval_loss(c: Components, state: TrainState, mesh, batches, *, seed: int,
+              batch_size: int) -> dict:
+  """Mean loss of the EMA parameters over the test split (`batches("test", batch_size)`)."""
   rep = parallel.replicated(mesh)
-  step_fn = jax.jit(train_lib.with_scaler(make_eval_step(c.eval_loss_fn), c.scaler),
+  step_fn = jax.jit(setup.with_scaler(make_eval_step(c.eval_loss_fn), c.scaler),
                     in_shardings=(rep, parallel.batch_sharded(mesh), rep), out_shardings=rep)
-  key = jax.random.fold_in(jax.random.key(int(config.seed)), _LOSS_TAG)
+  key = jax.random.fold_in(jax.random.key(seed), _LOSS_TAG)
   losses = [float(step_fn(state, parallel.global_batch(batch, mesh), jax.random.fold_in(key, b))["eval_loss"])
-            for b, batch in enumerate(data.eval_batches(config, "test", batch_size=int(config.eval.batch_size)))]
+            for b, batch in enumerate(batches("test", batch_size))]
   if not losses:
-    raise ValueError(f"the test split has fewer examples than eval.batch_size={config.eval.batch_size}")
+    raise ValueError(f"the test split has fewer examples than eval.batch_size={batch_size}")
   return {"eval_loss": float(np.mean(losses)), "eval_loss_batches": len(losses)}
 
 
-def _extractors(config, workdir: str, kinds) -> tuple[dict, dict]:
+def _extractors(s: EvalSettings, image_size: int) -> tuple[dict, dict]:
   """{kind: FeatureExtractor} for the kinds that can run, and {kind: why not} for the rest."""
   extractors, skipped = {}, {}
-  bs = int(config.eval.get("inception_batch_size", 200))
-  for kind in kinds:
+  for kind in s.feature_kinds:
     try:
-      extractors[kind] = fid_stats.make_extractor(
-          kind, config=config, batch_size=bs if kind == "inception" else 1000,
-          cache_dir=config.eval.get("cache_dir"))
-    except fid_stats.InceptionWeightsUnavailable as e:
+      extractors[kind] = reference_stats.make_extractor(
+          kind, image_size=image_size, inception_weights=s.inception_weights,
+          batch_size=s.inception_batch_size if kind == "inception" else 1000,
+          cache_dir=s.cache_dir)
+    except reference_stats.InceptionWeightsUnavailable as e:
       skipped[kind] = f"FID/IS/KID skipped: {e}"
       log.warning("%s", skipped[kind])
   return extractors, skipped
 
 
-def _reference(config, workdir: str, kind: str, extractor) -> tuple[dict, str]:
+def _reference(s: EvalSettings, workdir: str, kind: str, extractor,
+               dataset: data.EvalData) -> tuple[dict, str]:
   """Reference statistics for `kind`: the configured file, or computed once under workdir/eval."""
-  e = config.eval
-  split = str(e.get("stats_split", "train"))
-  configured = e.get("stats_path") if kind == "inception" else e.get("digits_stats_path")
+  split = s.stats_split
+  configured = s.stats_path if kind == "inception" else s.digits_stats_path
   path = configured or os.path.join(
-      workdir, "eval", f"reference_{kind}_{config.data.dataset}_{split}.npz")
+      workdir, "eval", f"reference_{kind}_{dataset.dataset}_{split}.npz")
   if os.path.isfile(path):
-    stats = fid_stats.load_stats(path)
+    stats = reference_stats.load_stats(path)
     if "kind" in stats and str(stats["kind"]) != kind:
       raise ValueError(f"{path} holds {stats['kind']} statistics, not {kind}")
     return stats, path
   if configured:
     raise FileNotFoundError(
         f"reference statistics {path!r} do not exist; compute them with "
-        f"python -m scorejax.fid_stats --config=... --split={split} --features={kind} --out={path}")
+        f"python -m scorejax.main --mode=fid_stats --config=... --split={split} --features={kind} "
+        f"--out={path}")
   log.info("computing the %s reference statistics of %s/%s once -> %s", kind,
-           config.data.dataset, split, path)
-  feats, logits = fid_stats.dataset_features(config, split, extractor)
-  stats = fid_stats.save_stats(path, feats, logits, kind=kind, dataset=str(config.data.dataset),
-                               split=split, image_size=int(config.data.image_size))
+           dataset.dataset, split, path)
+  feats, logits = reference_stats.dataset_features(dataset.images(split), extractor, name=split)
+  stats = reference_stats.save_stats(path, feats, logits, kind=kind, dataset=dataset.dataset,
+                                     split=split, image_size=dataset.image_size)
   _sync("scorejax_eval_reference")
   return stats, path
 
 
-def sample_rounds(config, workdir: str, c, state, step: int, mesh, extractors: dict, *,
+def sample_rounds(c: Components, state: TrainState, step: int, directory: str, mesh,
+                  extractors: dict, *, sampling: Any, batch_size: int, num_samples: int, seed: int,
                   round_callback: Callable[[int, int], None] | None = None) -> list[str]:
-  """Samples every missing round of checkpoint `step`; returns all round files in order.
+  """Samples every missing round of checkpoint `step` into `directory`; returns all round files.
 
-  Rounds whose file exists are not redone; a round file lacking the features of a
-  kind (e.g. the Inception weights were given only later) gets them added.
+  `num_samples` samples in rounds of `batch_size` with the sampler of `sampling` (the
+  config's `sampling` part); round k's key is fold_in(fold_in(fold_in(key(seed), tag),
+  step), k). Rounds whose file exists are not redone; a round file lacking the features
+  of a kind (e.g. the Inception weights were given only later) gets them added.
   """
-  e = config.eval
-  bs, n = int(e.batch_size), int(e.num_samples)
+  bs = batch_size
   parallel.check_global_batch(bs, mesh)
-  num_rounds = -(-n // bs)
-  directory = os.path.join(workdir, "eval", f"ckpt_{step}")
+  num_rounds = -(-num_samples // bs)
   paths = [os.path.join(directory, f"round_{k}.npz") for k in range(num_rounds)]
   images = len(c.data_shape) == 3
-  continuous = bool(config.training.continuous)
-  sample = get_sampling_fn(config, c.sde, (bs,) + c.data_shape)
+  sample = get_sampling_fn(sampling, c.sde, (bs,) + c.data_shape)
 
   def sample_fn(st, key):
-    x, nfe = sample(key, train_lib.ema_score_fn(c, st, continuous))
+    x, nfe = sample(key, setup.ema_score_fn(c, st))
     x = c.inverse_scaler(x)
     if images:  # score_sde's quantization of samples for FID
       x = jnp.clip(x * 255.0, 0.0, 255.0).astype(jnp.uint8)
@@ -260,7 +312,7 @@ def sample_rounds(config, workdir: str, c, state, step: int, mesh, extractors: d
   rep = parallel.replicated(mesh)
   sample_jit = jax.jit(sample_fn, in_shardings=(rep, rep),
                        out_shardings=(parallel.batch_sharded(mesh), rep))
-  base = jax.random.fold_in(jax.random.fold_in(jax.random.key(int(config.seed)), _SAMPLE_TAG), step)
+  base = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _SAMPLE_TAG), step)
   def usable(path):  # a round file of this request (written with the same batch size)
     if not os.path.isfile(path):
       return False
@@ -285,7 +337,7 @@ def sample_rounds(config, workdir: str, c, state, step: int, mesh, extractors: d
         _atomic_savez(path, **stored)
       continue
     x, nfe = sample_jit(state, jax.random.fold_in(base, k))
-    arrays = {"samples": fid_stats.to_host(x), "nfe": np.asarray(nfe)}
+    arrays = {"samples": reference_stats.to_host(x), "nfe": np.asarray(nfe)}
     for kind, extractor in extractors.items():
       arrays[f"{kind}_features"], arrays[f"{kind}_logits"] = extractor(arrays["samples"])
     _atomic_savez(path, **arrays)
@@ -296,9 +348,10 @@ def sample_rounds(config, workdir: str, c, state, step: int, mesh, extractors: d
   return paths
 
 
-def sample_metrics(config, workdir: str, paths: list[str], extractors: dict) -> dict:
+def sample_metrics(s: EvalSettings, workdir: str, paths: list[str], extractors: dict,
+                   dataset: data.EvalData) -> dict:
   """FID/IS/KID and/or the digits-classifier Fréchet distance of the samples in `paths`."""
-  n = int(config.eval.num_samples)
+  n = s.num_samples
   loaded = {}
   for p in paths:
     with np.load(p) as f:
@@ -308,7 +361,7 @@ def sample_metrics(config, workdir: str, paths: list[str], extractors: dict) -> 
   out: dict[str, Any] = {"num_samples": int(arrays["samples"].shape[0]),
                          "nfe_mean": float(np.mean(loaded["nfe"])), "reference": {}}
   for kind, extractor in extractors.items():
-    ref, ref_path = _reference(config, workdir, kind, extractor)
+    ref, ref_path = _reference(s, workdir, kind, extractor, dataset)
     out["reference"][kind] = ref_path
     feats = arrays[f"{kind}_features"]
     fd = frechet_distance(*feature_statistics(feats), ref["mu"], ref["sigma"])
@@ -328,55 +381,56 @@ def sample_metrics(config, workdir: str, paths: list[str], extractors: dict) -> 
 
 # ------------------------------------------------------------------------------ the loop
 
-def _finished(config, workdir: str, step: int) -> bool:
+def _finished(s: EvalSettings, workdir: str, step: int) -> bool:
   """Whether ckpt_<step>.json holds a complete evaluation of the same request."""
   previous = _read_json(os.path.join(workdir, "eval", f"ckpt_{step}.json"))
-  return previous is not None and previous.get("request") == _request(config) \
+  return previous is not None and previous.get("request") == s.request() \
       and not previous.get("skipped")
 
 
-def evaluate_checkpoint(config, workdir: str, step: int, *, extractors: dict, skipped: dict,
+def evaluate_checkpoint(c: Components, s: EvalSettings, dataset: data.EvalData, workdir: str,
+                        step: int, *, extractors: dict, skipped: dict,
                         writer: MetricsWriter | None = None,
                         round_callback: Callable[[int, int], None] | None = None) -> dict:
   """Evaluates the checkpoint at `step` (resuming any partial work); returns its results."""
-  e = config.eval
-  request = _request(config)
+  request = s.request()
   eval_dir = os.path.join(workdir, "eval")
   result_path = os.path.join(eval_dir, f"ckpt_{step}.json")
-  if _finished(config, workdir, step):
+  if _finished(s, workdir, step):
     log.info("checkpoint %d already evaluated (%s)", step, result_path)
     return _read_json(result_path)
   mesh = parallel.data_mesh()
-  c, state, _ = train_lib.load_state(config, workdir, step)
+  state, _ = setup.load_state(c, workdir, seed=s.seed, snapshot_freq=s.snapshot_freq, step=step)
   result: dict[str, Any] = {"step": step, "request": request}
   if skipped:
     result["skipped"] = dict(skipped)
 
-  if request["enable_loss"]:
+  if s.enable_loss:
     path = os.path.join(eval_dir, f"ckpt_{step}", "loss.json")
     part = _read_json(path)
     if part is None:
-      part = eval_loss(config, c, state, mesh)
+      part = eval_loss(c, state, mesh, dataset.batches, seed=s.seed, batch_size=s.batch_size)
       _atomic_write_json(path, part)
     result.update(part)
 
-  if request["enable_bpd"]:
+  if s.enable_bpd:
     path = os.path.join(eval_dir, f"ckpt_{step}", "bpd.json")
     part = _read_json(path)
     if part is None:
-      r = likelihood_eval.evaluate_bpd(config, workdir, step=step, split=request["bpd_dataset"],
-                        num_repeats=request["bpd_num_repeats"], batch_size=int(e.batch_size),
-                        max_examples=e.get("bpd_max_examples"), rtol=float(e.get("bpd_rtol", 1e-5)),
-                        atol=float(e.get("bpd_atol", 1e-5)), seed=int(config.seed))
+      r = bpd.bpd_of_state(c, state, dataset.batches, workdir, step=step, split=s.bpd_dataset,
+                           batch_size=s.batch_size, num_repeats=s.bpd_num_repeats,
+                           max_examples=s.bpd_max_examples, rtol=s.bpd_rtol, atol=s.bpd_atol,
+                           seed=s.seed)
       part = {"bpd": r["bpd"], "bpd_stderr": r["bpd_stderr"], "bpd_num_examples": r["num_examples"],
               "bpd_num_repeats": r["num_repeats"], "bpd_nfe_mean": r["nfe_mean"]}
       _atomic_write_json(path, part)
     result.update(part)
 
-  if request["enable_sampling"]:
-    paths = sample_rounds(config, workdir, c, state, step, mesh, extractors,
-                          round_callback=round_callback)
-    metrics = sample_metrics(config, workdir, paths, extractors)
+  if s.enable_sampling:
+    paths = sample_rounds(c, state, step, os.path.join(eval_dir, f"ckpt_{step}"), mesh, extractors,
+                          sampling=s.sampling, batch_size=s.batch_size, num_samples=s.num_samples,
+                          seed=s.seed, round_callback=round_callback)
+    metrics = sample_metrics(s, workdir, paths, extractors, dataset)
     if metrics.get("skipped"):
       result.setdefault("skipped", {}).update(metrics.pop("skipped"))
     result.update(metrics)
@@ -400,20 +454,23 @@ def evaluate(config, workdir: str, *,
              round_callback: Callable[[int, int], None] | None = None) -> dict[int, dict]:
   """Evaluates every requested checkpoint of `workdir`; returns {step: results}.
 
-  `round_callback(step, k)` is called after sampling round k of checkpoint `step`
-  is written (a hook for progress reporting and for tests that simulate preemption).
+  The config edge of `--mode=eval`. `round_callback(step, k)` is called after
+  sampling round k of checkpoint `step` is written (a hook for progress reporting
+  and for tests that simulate preemption).
   """
   parallel.maybe_initialize_distributed()
-  steps = checkpoint_steps(config, workdir)
+  s = EvalSettings.from_config(config)
+  dataset = data.eval_data(config)
+  steps = checkpoint_steps(s, workdir)
   extractors, skipped = {}, {}
-  if bool(config.eval.get("enable_sampling", False)) and not all(
-      _finished(config, workdir, s) for s in steps):
-    extractors, skipped = _extractors(config, workdir, feature_kinds(config))
+  if s.enable_sampling and not all(_finished(s, workdir, step) for step in steps):
+    extractors, skipped = _extractors(s, dataset.image_size)
+  c = setup.build_components(config)
   writer = MetricsWriter(os.path.join(workdir, "eval"), enabled=jax.process_index() == 0)
   results = {}
   try:
     for step in steps:
-      results[step] = evaluate_checkpoint(config, workdir, step, extractors=extractors,
+      results[step] = evaluate_checkpoint(c, s, dataset, workdir, step, extractors=extractors,
                                           skipped=skipped, writer=writer,
                                           round_callback=round_callback)
   finally:

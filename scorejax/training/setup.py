@@ -1,0 +1,170 @@
+"""What a run is built from, shared by training, sampling, evaluation and bits/dim.
+
+The config edge: `build_components(config)` turns the config into objects (SDE,
+model, optimizer, losses, the data shape the config states, scalers) without
+touching the data, and `SampleSettings.from_config` reads how sample grids are
+drawn. Everything below takes these typed values: `init_state` / `load_state`
+give the parameters, `ema_score_fn` the score function of the EMA parameters,
+`make_snapshot_sampler` / `save_snapshot_samples` the sample grid (or 2-D figures)
+of a state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from scorejax import data, losses, models
+from scorejax import sde as sde_lib
+from scorejax.report import figures
+from scorejax.report.writer import MetricsWriter
+from scorejax.sampling import get_sampling_fn
+from scorejax.training import checkpoint, optim, parallel
+from scorejax.training.state import TrainState
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Components:
+  """What a run is built from; everything else takes these as arguments.
+
+  `continuous`: the model is conditioned on continuous time (score_sde's
+  `training.continuous`), not on the index of the discrete chain. `centered`: the
+  model sees data in [-1, 1] (`scaler` maps [0, 1] there), else in [0, 1].
+  `learning_rate`: the optimizer's schedule of the step (logged).
+  """
+  sde: sde_lib.SDE
+  model: Any
+  continuous: bool
+  optimizer: optax.GradientTransformation
+  learning_rate: optax.Schedule
+  loss_fn: Callable
+  eval_loss_fn: Callable
+  data_shape: tuple[int, ...]
+  centered: bool
+  scaler: Callable[[Array], Array]
+  inverse_scaler: Callable[[Array], Array]
+
+
+def build_components(config) -> Components:
+  """SDE, model, optimizer, losses, data shape and scalers from `config` (opens no data)."""
+  sde = sde_lib.sde_from_config(config)
+  model = models.get_model(config)
+  t = config.training
+  continuous = bool(t.continuous)
+  common = dict(reduce_mean=bool(t.reduce_mean), continuous=continuous,
+                likelihood_weighting=bool(t.likelihood_weighting))
+  return Components(
+      sde=sde, model=model, continuous=continuous,
+      optimizer=optim.optimizer_from_config(config.optim),
+      learning_rate=optim.learning_rate_schedule(float(config.optim.lr), int(config.optim.warmup)),
+      loss_fn=losses.get_sde_loss_fn(sde, model, train=True, **common),
+      eval_loss_fn=losses.get_sde_loss_fn(sde, model, train=False, **common),
+      data_shape=data.get_data_shape(config), centered=bool(config.data.centered),
+      scaler=data.get_data_scaler(config), inverse_scaler=data.get_data_inverse_scaler(config))
+
+
+def init_state(c: Components, key: Array) -> TrainState:
+  """Initial parameters (from `key`), EMA copy and optimizer state."""
+  x = jnp.zeros((1,) + c.data_shape, jnp.float32)
+  labels, _ = models.labels_and_std(c.sde, jnp.full((1,), 0.5), c.continuous)
+  variables = c.model.init({"params": key, "dropout": key}, x, labels, train=False)
+  variables = dict(variables)
+  params = variables.pop("params")
+  return TrainState.create(params, c.optimizer, model_state=variables)
+
+
+def with_scaler(step_fn: Callable, scaler: Callable[[Array], Array]) -> Callable:
+  """Applies the data scaler ([0,1] -> model range) to the batch inside the jitted step."""
+  return lambda state, batch, key: step_fn(state, scaler(batch), key)
+
+
+def ema_score_fn(c: Components, state: TrainState):
+  """The score function `score_fn(x, t)` of the EMA parameters of `state`."""
+  variables = {"params": state.ema_params, **state.model_state}
+  return models.get_score_fn(c.sde, c.model, variables, continuous=c.continuous)
+
+
+def load_state(c: Components, workdir: str, *, seed: int, snapshot_freq: int,
+               step: int | None = None, untrained: bool = False) -> tuple[TrainState, int]:
+  """(state, step): the state saved in `workdir` at `step` (default: the newest readable).
+
+  With `untrained`, the freshly initialized state (step 0) of a run with `seed`
+  instead — a baseline for evaluations. `snapshot_freq` is the run's
+  (training.snapshot_freq), as its checkpoint manager was made with.
+  """
+  mesh = parallel.data_mesh()
+  init_key = jax.random.fold_in(jax.random.key(seed), 0)
+  state = jax.jit(lambda k: init_state(c, k), out_shardings=parallel.replicated(mesh))(init_key)
+  if untrained:
+    return state, 0
+  manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
+                                    snapshot_freq=snapshot_freq)
+  try:
+    if step is None:
+      restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state))
+      if restored is None:
+        raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints; train first with --mode=train")
+      state, step = restored
+    else:
+      state = checkpoint.restore_step(manager, step, checkpoint.abstract_like(state))
+  finally:
+    manager.close()
+  return state, int(step)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleSettings:
+  """How a run's sample grids and figures are drawn.
+
+  `sampling`: the config's `sampling` part (the sampler, `sampling.get_sampling_fn`);
+  `count`: samples per grid; `seed`: the run's (the grid of step s is sampled from
+  fold_in(key(seed + 1), s)); `toy_name`: the TOY2D set, whose data 2-D figures
+  draw under the samples (and, for a Gaussian mixture, its true score field), or None.
+  """
+  sampling: Any
+  count: int
+  seed: int
+  toy_name: str | None = None
+
+  @classmethod
+  def from_config(cls, config) -> "SampleSettings":
+    toy = str(config.data.dataset).upper() == "TOY2D"
+    return cls(sampling=config.sampling,
+               count=int(config.training.get("snapshot_sample_count", 64)), seed=int(config.seed),
+               toy_name=str(config.data.toy_name) if toy else None)
+
+
+def make_snapshot_sampler(c: Components, s: SampleSettings) -> Callable[[TrainState, Array], Array]:
+  """`sample(state, key)`: `s.count` samples in [0, 1] of the EMA parameters, jitted once per run."""
+  sample = get_sampling_fn(s.sampling, c.sde, (s.count,) + c.data_shape)
+  return jax.jit(lambda st, k: c.inverse_scaler(sample(k, ema_score_fn(c, st))[0]))
+
+
+def save_snapshot_samples(c: Components, s: SampleSettings, state: TrainState, step: int,
+                          workdir: str, writer: MetricsWriter, sampler=None) -> str:
+  """Samples with the EMA parameters and writes a PNG (grid, or scatter for 2-D data).
+
+  `sampler` is `make_snapshot_sampler(c, s)`, built here if not given.
+  """
+  sampler = sampler or make_snapshot_sampler(c, s)
+  key = jax.random.fold_in(jax.random.key(s.seed + 1), step)
+  x = np.asarray(sampler(state, key))
+  n = x.shape[0]
+  path = os.path.join(workdir, "samples", f"step_{step:08d}.png")
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if len(c.data_shape) == 3:
+      writer.image_grid(step, "samples", x, path)
+    else:
+      figures.write_2d_figures(c.sde, ema_score_fn(c, state), x.reshape(n, -1)[:, :2], step, path,
+                               toy_name=s.toy_name, seed=s.seed)
+    np.save(path[:-4] + ".npy", x)
+  return path
