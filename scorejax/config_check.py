@@ -23,10 +23,13 @@ def validate(config) -> None:
     raise ConfigError(f"config.training.sde={t.sde!r} is not one of {sorted(sde_lib.SDES)}")
   if m.name not in models.ARCHITECTURES:
     raise ConfigError(f"config.model.name={m.name!r} is not one of {sorted(models.ARCHITECTURES)}")
+  has_chain = sde_lib.SDES[sde_name].chain is not None  # score_sde's SMLD / DDPM chains
   if not t.continuous:
-    if sde_name == "subvpsde":
-      raise ConfigError("config.training.continuous=False has no discrete loss for the sub-VP SDE; "
-                        "set --config.training.continuous=True or --config.training.sde=vpsde")
+    if not has_chain:
+      raise ConfigError(f"config.training.continuous=False has no discrete loss for the "
+                        f"{sde_lib.SDES[sde_name].display_name} SDE (training.sde={sde_name!r} has "
+                        "no discrete chain); set "
+                        "--config.training.continuous=True or --config.training.sde=vpsde")
     if t.likelihood_weighting:
       raise ConfigError("config.training.likelihood_weighting=True needs continuous training; "
                         "set --config.training.continuous=True or likelihood_weighting=False")
@@ -39,9 +42,10 @@ def validate(config) -> None:
       raise ConfigError(f"config.sampling.corrector={s.corrector!r} is not one of {sorted(CORRECTORS)}")
     if _name(s.predictor) == "none" and _name(s.corrector) == "none":
       raise ConfigError("config.sampling.predictor and .corrector are both 'none'; set at least one")
-    if _name(s.predictor) == "ancestral" and sde_name == "subvpsde":
-      raise ConfigError("config.sampling.predictor='ancestral' is defined for vesde and vpsde only; "
-                        "use 'reverse_diffusion' or 'euler_maruyama' with the sub-VP SDE")
+    if _name(s.predictor) == "ancestral" and not has_chain:
+      raise ConfigError(f"config.sampling.predictor='ancestral' is defined for vesde and vpsde only "
+                        f"(score_sde's discrete chains), not the {sde_lib.SDES[sde_name].display_name} "
+                        f"SDE (training.sde={sde_name!r}); use 'reverse_diffusion' or 'euler_maruyama'")
   for field in ("batch_size", "n_iters", "snapshot_freq", "snapshot_freq_for_preemption", "log_freq"):
     if int(t[field]) <= 0:
       raise ConfigError(f"config.training.{field}={t[field]} must be positive")

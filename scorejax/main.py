@@ -44,7 +44,7 @@ from scorejax import config_check
 from scorejax.evaluation import bpd, reference_stats, samples
 from scorejax.evaluation import loop as evaluation_loop
 from scorejax.evaluation.metrics import digits_classifier, inception
-from scorejax.likelihood import DIVERGENCES
+from scorejax.likelihood import DIVERGENCES, LIKELIHOOD_EPS
 from scorejax.training import loop as training_loop
 from scorejax.training import parallel
 
@@ -75,7 +75,7 @@ _NUM_REPEATS = flags.DEFINE_integer("num_repeats", 1, "likelihood: passes over t
                                     "fresh dequantization noise.")
 _RTOL = flags.DEFINE_float("rtol", 1e-5, "likelihood: ODE solver relative tolerance.")
 _ATOL = flags.DEFINE_float("atol", 1e-5, "likelihood: ODE solver absolute tolerance.")
-_EPS = flags.DEFINE_float("eps", 1e-5, "likelihood: time floor where the ODE starts.")
+_EPS = flags.DEFINE_float("eps", LIKELIHOOD_EPS, "likelihood: time floor where the ODE starts.")
 # --mode=fid_stats
 _OUT = flags.DEFINE_string("out", None, "fid_stats: output .npz path (required).")
 _FEATURES = flags.DEFINE_enum("features", "inception", list(reference_stats.FEATURE_KINDS),

@@ -94,6 +94,8 @@ class SDE(abc.ABC):
   schedule methods marked abstract below.
   """
 
+  # The SDE's name in messages and figures ("VE", "sub-VP", ...).
+  display_name: ClassVar[str] = ""
   # What score_sde's networks output for this SDE, a name of
   # `scorejax.parameterization.OUTPUT_TO_SCORE` ("score" or "eps").
   model_output: ClassVar[str] = "eps"
@@ -231,6 +233,7 @@ class VESDE(SDE):
   N: int = 1000
   T: float = 1.0
 
+  display_name: ClassVar[str] = "VE"
   model_output: ClassVar[str] = "score"
   chain: ClassVar[str | None] = "smld"
 
@@ -346,6 +349,7 @@ class VPSDE(_LinearBetaSchedule, SDE):
   N: int = 1000
   T: float = 1.0
 
+  display_name: ClassVar[str] = "VP"
   chain: ClassVar[str | None] = "ddpm"
 
   def sigma(self, t):
@@ -415,6 +419,8 @@ class subVPSDE(_LinearBetaSchedule, SDE):  # noqa: N801  (the paper's name)
   N: int = 1000
   T: float = 1.0
 
+  display_name: ClassVar[str] = "sub-VP"
+
   def sigma(self, t):
     return -jnp.expm1(2.0 * self.log_mean_coeff(t))
 
@@ -455,6 +461,8 @@ class CosineVPSDE(SDE):
   s: float = 0.008
   N: int = 1000
   T: float = 0.9946
+
+  display_name: ClassVar[str] = "cosine VP"
 
   def _phase(self, t: Array) -> Array:
     return 0.5 * math.pi * (t + self.s) / (1.0 + self.s)

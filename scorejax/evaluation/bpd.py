@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scorejax import data
-from scorejax.likelihood import bits_per_dim, dequantization_offset, log_likelihood
+from scorejax.likelihood import LIKELIHOOD_EPS, bits_per_dim, dequantization_offset, log_likelihood
 from scorejax.training import setup
 from scorejax.training.setup import Components
 from scorejax.training.state import TrainState
@@ -47,7 +47,7 @@ def evaluate_bpd(config, workdir: str, *, step: int | None = None, untrained: bo
                  split: str = "test", divergence: str = "hutchinson_rademacher",
                  num_repeats: int = 1, max_examples: int | None = None,
                  batch_size: int | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-                 eps: float = 1e-5, seed: int = 0) -> dict:
+                 eps: float = LIKELIHOOD_EPS, seed: int = 0) -> dict:
   """Bits/dim of the (EMA) model saved in `workdir` on `split`; returns the results dict.
 
   `batch_size` defaults to config.eval.batch_size; `seed` seeds the dequantization
@@ -69,7 +69,7 @@ def bpd_of_state(c: Components, state: TrainState,
                  untrained: bool = False, split: str = "test", batch_size: int,
                  divergence: str = "hutchinson_rademacher", num_repeats: int = 1,
                  max_examples: int | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-                 eps: float = 1e-5, seed: int = 0) -> dict:
+                 eps: float = LIKELIHOOD_EPS, seed: int = 0) -> dict:
   """Bits/dim of `state`'s EMA model on `num_repeats` passes over `split`; returns the results.
 
   `batches(split, batch_size)` is one ordered pass over a split (`data.EvalData.batches`);

@@ -10,6 +10,7 @@ import jax
 from scorejax import sde as sde_lib
 from scorejax.sampling.ode import ode_sample
 from scorejax.sampling.pc import pc_sample
+from scorejax.sampling.schedules import SAMPLING_EPS
 
 Array = jax.Array
 SAMPLING_METHODS = ("pc", "ode")
@@ -19,16 +20,17 @@ def _none_or_name(name: str | None) -> str | None:
   return None if name is None or str(name).lower() == "none" else str(name)
 
 
-def get_sampling_fn(sampling, sde: sde_lib.SDE, shape: tuple[int, ...], *, eps: float = 1e-3
+def get_sampling_fn(sampling, sde: sde_lib.SDE, shape: tuple[int, ...]
                     ) -> Callable[[Array, Callable[[Array, Array], Array]], tuple[Array, Array]]:
   """`sample(key, score_fn) -> (x, nfe)` per `sampling.method` ('pc' or 'ode').
 
   `sampling` is the config's `sampling` part (`config.sampling`). Reads `method`,
-  `predictor`, `corrector`, `snr`, `n_steps_each`, `noise_removal` (PC) and `rtol` /
-  `atol` (ODE, default 1e-5).
+  `eps` (the time floor, default `SAMPLING_EPS`), `predictor`, `corrector`, `snr`,
+  `n_steps_each`, `noise_removal` (PC) and `rtol` / `atol` (ODE, default 1e-5).
   """
   s = sampling
   method = str(s.method).lower()
+  eps = float(s.get("eps", SAMPLING_EPS))
   if method == "pc":
     sampler = functools.partial(
         pc_sample, predictor=_none_or_name(s.predictor), corrector=_none_or_name(s.corrector),

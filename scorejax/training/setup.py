@@ -60,7 +60,7 @@ def build_components(config) -> Components:
   t = config.training
   continuous = bool(t.continuous)
   common = dict(reduce_mean=bool(t.reduce_mean), continuous=continuous,
-                likelihood_weighting=bool(t.likelihood_weighting))
+                likelihood_weighting=bool(t.likelihood_weighting), eps=float(t.eps))
   return Components(
       sde=sde, model=model, continuous=continuous,
       optimizer=optim.optimizer_from_config(config.optim),
