@@ -27,7 +27,7 @@ bit-exactly; rerunning in the same workdir resumes from the last checkpoint
 (every 250 steps).
 
 `tests/test_digits_quickstart.py` checks this: the slow test trains this config
-through `scorejax.train.train_and_evaluate`, samples 512 images and requires
+through `scorejax.training.train_and_evaluate`, samples 512 images and requires
 >= 80% of them to be classified with confidence >= 0.9 by an MLP trained on the
 real digits (>= 75% also within the real digits' nearest-neighbour distance of
 the training set, which noise fails), and every class to make up >= 2% of them.
