@@ -1,5 +1,7 @@
-"""Shared readers for the reference fixtures in ../shared/fixtures (beside the repo root)."""
+"""Shared readers for the reference fixtures in ../shared/fixtures (beside the repo root),
+and the comparisons the model tests make against them."""
 
+import importlib
 import json
 from pathlib import Path
 
@@ -30,3 +32,29 @@ def load_score_sde_fixture(name: str):
 
 def nhwc(x_nchw: np.ndarray) -> jax.Array:
   return jnp.asarray(x_nchw.transpose(0, 2, 3, 1))
+
+
+def assert_close(y_nhwc: jax.Array, expected_nchw: np.ndarray, tol: float = 1e-4) -> None:
+  """An NHWC output equals a torch NCHW one: relative L2 error and max abs error <= tol."""
+  y = np.asarray(y_nhwc, dtype=np.float64).transpose(0, 3, 1, 2)
+  expected = expected_nchw.astype(np.float64)
+  assert y.shape == expected.shape
+  rel = np.linalg.norm(y - expected) / np.linalg.norm(expected)
+  err = np.abs(y - expected).max()
+  assert rel <= tol and err <= tol, f"relative L2 {rel:.2e}, max abs {err:.2e}"
+
+
+def get_config(name: str, arg: str = "") -> ml_collections.ConfigDict:
+  """`configs/<name>.py`'s config (imported here: `configs` is not an installed package)."""
+  return importlib.import_module(f"configs.{name}").get_config(arg)
+
+
+def param_count(tree) -> int:
+  return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+
+
+def init_shapes(model, image_size: int, channels: int = 3):
+  """The abstract variables of `model` (integer labels): nothing is allocated."""
+  x = jnp.zeros((1, image_size, image_size, channels))
+  labels = jnp.zeros((1,), jnp.int32)
+  return jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, x, labels, train=False))

@@ -11,7 +11,7 @@ p >= 0.9), and the distance check rejects noise and blends of two digits, as the
 negative controls below verify. Real test digits pass both conditions ~95% of
 the time.
 
-The slow test is the quick start itself: it runs the real training loop
+All three tests are `slow`. The main one is the quick start itself: it runs the real training loop
 (`scorejax.training.train_and_evaluate`) on `configs/digits.py` for its full n_iters
 (only the midway sample grid is skipped), in a subprocess so that the
 host-device flags of the test session do not apply, then samples 512 images with
@@ -90,6 +90,7 @@ def _judge(image_size: int) -> DigitJudge:
   return DigitJudge(image_size)
 
 
+@pytest.mark.slow  # the judge of the slow quick-start test (fits an MLP: ~10-60 s)
 def test_judge_accepts_real_digits_and_rejects_noise():
   """The quality measure itself: accurate on real digits, not fooled by noise or blends."""
   judge = _judge(16)
@@ -104,6 +105,7 @@ def test_judge_accepts_real_digits_and_rejects_noise():
   assert blends["digit"] < 0.6, blends
 
 
+@pytest.mark.slow  # compiles the digits U-Net (the fast tier trains the toy MLP: test_main.py)
 def test_smoke_config_trains_and_writes_a_grid(tmp_path):
   """`configs/digits.py:smoke` runs the real loop for 3 steps and writes a sample grid."""
   from configs import digits

@@ -21,6 +21,8 @@ from scorejax.evaluation import loop as evaluate_lib
 from scorejax.evaluation import reference_stats
 from scorejax.evaluation.metrics import inception
 from scorejax.evaluation.metrics.fid import feature_statistics, frechet_distance
+from scorejax.evaluation.metrics.inception_score import inception_score
+from scorejax.evaluation.metrics.kid import kernel_inception_distance
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INCEPTION_FIXTURES = "/work/shared/fixtures/inception"
@@ -121,6 +123,14 @@ def test_eval_resumes_at_the_first_missing_round(setup, tmp_path):
          np.load(os.path.join(tmp_path, "full", "eval", "ckpt_2", f"round_{k}.npz")) as b:
       np.testing.assert_array_equal(a["samples"], b["samples"])
   assert resumed["fd_digits_classifier"] == full["fd_digits_classifier"]
+  # The reported distance is that of the 48 stored sample features to the reference.
+  feats = []
+  for k in range(3):
+    with np.load(os.path.join(rounds, f"round_{k}.npz")) as r:
+      feats.append(r["digits_classifier_features"])
+  ref = reference_stats.load_stats(full["reference"]["digits_classifier"])
+  assert full["fd_digits_classifier"] == pytest.approx(
+      frechet_distance(*feature_statistics(np.concatenate(feats)), ref["mu"], ref["sigma"]), rel=1e-9)
   assert resumed["eval_loss"] == full["eval_loss"]
 
   # A third run finds the finished checkpoint and recomputes nothing.
@@ -177,6 +187,11 @@ def test_fid_stats_and_eval_with_synthetic_inception_weights(setup, tmp_path):
   assert stats["mu"].shape == (2048,) and stats["sigma"].shape == (2048, 2048)
   assert stats["features"].shape == (8, 2048) and stats["logits"].shape == (8, 1008)
   assert str(stats["kind"]) == "inception" and int(stats["num_examples"]) == 8
+  # The statistics are those of the stored features, which depend on the image.
+  mu, sigma = feature_statistics(stats["features"])
+  np.testing.assert_allclose(stats["mu"], mu, rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(stats["sigma"], sigma, rtol=1e-6, atol=1e-9)
+  assert np.ptp(stats["features"], axis=0).max() > 0
 
   config = config.copy_and_resolve_references()
   e = config.eval
@@ -184,8 +199,18 @@ def test_fid_stats_and_eval_with_synthetic_inception_weights(setup, tmp_path):
   e.stats_path, e.inception_weights, e.inception_batch_size = stats_path, weights, 8
   run = _copy_run(workdir, tmp_path / "run")
   result = evaluate_lib.evaluate(config, run)[2]
-  assert np.isfinite(result["fid"]) and result["fid"] >= 0
   assert np.isfinite(result["inception_score"]) and np.isfinite(result["kid"])
+  # FID, IS and KID are those of the stored sample features against the reference: the
+  # reference against itself is at distance ~0, the samples of a 2-step model are far.
+  with np.load(os.path.join(run, "eval", "ckpt_2", "round_0.npz")) as r:
+    feats, logits = r["inception_features"], r["inception_logits"]
+  assert result["fid"] == pytest.approx(
+      frechet_distance(*feature_statistics(feats), stats["mu"], stats["sigma"]), rel=1e-9)
+  assert result["inception_score"] == pytest.approx(inception_score(logits, splits=8)[0], rel=1e-9)
+  assert result["kid"] == pytest.approx(kernel_inception_distance(feats, stats["features"]), rel=1e-9)
+  self_fid = frechet_distance(stats["mu"], stats["sigma"], stats["mu"], stats["sigma"])
+  assert abs(self_fid) < 1e-6 * np.trace(stats["sigma"]), self_fid
+  assert result["fid"] > FID_MARGIN * np.trace(stats["sigma"]), (result["fid"], np.trace(stats["sigma"]))
   assert "skipped" not in result and "fd_digits_classifier" not in result
   with open(os.path.join(run, "eval", "ckpt_2.json")) as f:
     assert json.load(f)["fid"] == result["fid"]

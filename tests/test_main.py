@@ -1,4 +1,9 @@
-"""End-to-end training: every config, preemption (SIGKILL / SIGTERM), multi-process, bad inputs.
+"""The command line (`python -m scorejax.main`) end to end: training every config, the
+train / sample / likelihood modes, preemption (SIGKILL / SIGTERM), multi-process, bad inputs.
+
+The fast tier (`-m "not slow"`) keeps one CLI run per mode on the toy config (train,
+sample, likelihood) and two refused commands; the preemption, multi-process and
+corrupt-checkpoint runs and the U-Net configs are `slow` (the full suite runs them).
 
 Everything goes through the real entry points: `scorejax.training.train_and_evaluate`
 in-process (the config sweep, with `tfds.testing.mock_data` for TFDS datasets) and
@@ -262,10 +267,13 @@ def test_config_trains_two_steps(name, tmp_path):
   records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   train_steps = [r["step"] for r in records if "grad_norm" in r]
   assert train_steps == [1, 2]
+  train_losses = [r["loss"] for r in records if "grad_norm" in r]
+  assert len(train_losses) == 2 and all(np.isfinite(v) for v in train_losses), records
   assert all(np.isfinite(v) for r in records for k, v in r.items() if "loss" in k)
   assert (workdir / "config.json").is_file()
   if full:
     assert [r["step"] for r in records if "eval_loss" in r] == [2]
+    assert all(np.isfinite(r["eval_loss"]) for r in records if "eval_loss" in r)
     assert (workdir / "samples" / "step_00000002.png").is_file()
 
 
@@ -280,6 +288,7 @@ def toy_reference(tmp_path_factory):
   return read_checkpoint(workdir)
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_is_bit_exact(toy_reference, tmp_path):
   rng = random.Random(20240607)
   target = rng.choice(range(10, 41, 5))     # kill once this checkpoint exists ...
@@ -301,6 +310,7 @@ def test_sigkill_then_rerun_is_bit_exact(toy_reference, tmp_path):
   assert_trees_equal(read_checkpoint(workdir), toy_reference)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_stops_cleanly_and_resumes(toy_reference, tmp_path):
   workdir = tmp_path / "run"
   proc = Proc([PYTHON, "-m", "scorejax.main", f"--workdir={workdir}", *TOY_ARGS],
@@ -358,6 +368,7 @@ def _npz_leaves(path: Path) -> dict[str, np.ndarray]:
     return {name: f[name] for name in f.files}
 
 
+@pytest.mark.slow
 def test_two_processes_agree_and_match_one_process(trained_workdir, tmp_path):
   driver = tmp_path / "driver.py"
   driver.write_text(_DRIVER)
@@ -397,13 +408,17 @@ def trained_workdir(tmp_path_factory):
   return workdir
 
 
+# Each case is a CLI start (~4 s); the fast tier keeps the two the parser itself
+# reports, the config errors are checked in-process in test_config_check.py.
 @pytest.mark.parametrize("args, expected", [
     (["--config.training.nope=1"], ["config.training.nope", "valid fields of config.training"]),
-    (["--config.training.sde=subvpsde", "--config.training.continuous=False"],
-     ["config.training.continuous=False", "sub-VP", "--config.training.continuous=True"]),
-    (["--mode=bogus"], ["--mode='bogus'", "'train'"]),
+    pytest.param(["--config.training.sde=subvpsde", "--config.training.continuous=False"],
+                 ["config.training.continuous=False", "sub-VP", "--config.training.continuous=True"],
+                 marks=pytest.mark.slow),
+    pytest.param(["--mode=bogus"], ["--mode='bogus'", "'train'"], marks=pytest.mark.slow),
     (["--divergence=exact"], ["--divergence is an option of --mode=likelihood", "not of --mode=train"]),
-    (["--mode=fid_stats", "--split=test"], ["--mode=fid_stats needs --out"]),
+    pytest.param(["--mode=fid_stats", "--split=test"], ["--mode=fid_stats needs --out"],
+                 marks=pytest.mark.slow),
 ], ids=["unknown_key", "subvp_discrete_loss", "unknown_mode", "option_of_another_mode",
         "fid_stats_without_out"])
 def test_bad_command_fails_clearly_and_changes_nothing(trained_workdir, args, expected):
@@ -426,6 +441,7 @@ def test_workdir_under_a_regular_file(tmp_path):
   assert blocker.read_text() == "precious"
 
 
+@pytest.mark.slow  # in-process: test_training.py::test_checkpoint_falls_back_from_a_corrupt_latest
 def test_corrupt_latest_checkpoint_falls_back_and_continues(trained_workdir, tmp_path):
   workdir = tmp_path / "run"
   shutil.copytree(trained_workdir, workdir)
@@ -446,7 +462,44 @@ def test_corrupt_latest_checkpoint_falls_back_and_continues(trained_workdir, tmp
   assert (workdir / "checkpoints" / "unreadable_step_20").is_dir()
 
 
-# ----------------------------------------------------------------------------- 5. bits/dim
+# ----------------------------------------------------------------------------- 5. samples
+
+SAMPLE_ARGS = ["--config=configs/toy_2d.py:smoke", "--config.training.snapshot_sample_count=16",
+               "--config.sampling.method=pc", "--config.sampling.corrector=none",
+               "--config.model.num_scales=100"]
+
+
+def test_sample_mode_draws_the_grid_of_the_newest_checkpoint(trained_workdir, tmp_path):
+  """`--mode=sample` on the toy run just trained: the newest checkpoint's EMA parameters,
+  the config's sampler (here 100 reverse-diffusion steps), the key of its step
+  (fold_in(key(seed + 1), step), as training's snapshots); the 2-D figures are written."""
+  from configs import toy_2d
+  from scorejax.training import setup
+
+  workdir = tmp_path / "run"
+  shutil.copytree(trained_workdir, workdir)
+  before = tree_listing(workdir / "checkpoints")
+  out = ok(cli(workdir, "--mode=sample", *SAMPLE_ARGS))
+  grid = workdir / "samples" / "step_00000020"
+  assert f"samples written to {grid}.png" in out, out[-4000:]
+  assert sorted(p.name for p in (workdir / "samples").iterdir()) == [
+      "step_00000020.npy", "step_00000020.png", "step_00000020_score_t0.05.png",
+      "step_00000020_score_t0.3.png"]
+  assert tree_listing(workdir / "checkpoints") == before  # sampling changes no checkpoint
+
+  config = toy_2d.get_config("smoke")
+  config.training.snapshot_sample_count = 16
+  config.sampling.method, config.sampling.corrector, config.model.num_scales = "pc", "none", 100
+  c, s = setup.build_components(config), setup.SampleSettings.from_config(config)
+  state, step = setup.load_state(c, str(trained_workdir), seed=s.seed, snapshot_freq=10)
+  assert step == 20
+  want = setup.make_snapshot_sampler(c, s)(state, jax.random.fold_in(jax.random.key(s.seed + 1), 20))
+  samples = np.load(f"{grid}.npy")
+  assert samples.shape == (16, 2)
+  np.testing.assert_allclose(samples, np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- 6. bits/dim
 
 def test_likelihood_mode_on_a_freshly_trained_toy_run(trained_workdir, tmp_path):
   """`--mode=likelihood` on the toy run just trained: the newest checkpoint by default,

@@ -195,9 +195,13 @@ def test_frechet_distance_closed_form():
   mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
   want = 5.0 + np.sum(s1 + s2 - 2 * np.sqrt(s1 * s2))
   assert frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(want, rel=1e-12)
-  # Singular covariances (rank 1) still give a finite value.
+  # Singular covariances (rank 1) still give the right, finite value: with S1 = v v^T and
+  # S2 = 2 v v^T, S1 S2 = 2 |v|^2 v v^T and sqrtm(S1 S2) = sqrt(2) v v^T, of trace sqrt(2) |v|^2.
   v = np.array([[1.0, 2.0, 0.0]])
-  assert np.isfinite(frechet_distance(mu1, v.T @ v, mu2, 2 * v.T @ v))
+  n2 = float(np.sum(v**2))
+  singular = frechet_distance(mu1, v.T @ v, mu2, 2 * v.T @ v)
+  assert np.isfinite(singular)
+  assert singular == pytest.approx(5.0 + n2 + 2 * n2 - 2 * math.sqrt(2) * n2, rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------

@@ -28,6 +28,15 @@ SAMPLERS = {
     "euler_maruyama": functools.partial(pc_sample, predictor="euler_maruyama", corrector=None),
     "ode": ode_sample,
 }
+# The fast tier samples with every sampler and every SDE at least once; the full suite
+# runs every pair.
+FAST_PAIRS = {("pc", "ve"), ("euler_maruyama", "subvp"), ("ode", "vp"), ("ode", "cosine")}
+
+
+def _sampler_sde_params():
+  return [pytest.param(sampler, sde_name, id=f"{sampler}-{sde_name}",
+                       marks=[] if (sampler, sde_name) in FAST_PAIRS else [pytest.mark.slow])
+          for sde_name in SDES for sampler in SAMPLERS]
 
 
 def _sample(sampler, sde, mix, shape, seed=0):
@@ -36,8 +45,7 @@ def _sample(sampler, sde, mix, shape, seed=0):
   return fn(jax.random.key(seed))
 
 
-@pytest.mark.parametrize("sde_name", list(SDES))
-@pytest.mark.parametrize("sampler", list(SAMPLERS))
+@pytest.mark.parametrize("sampler,sde_name", _sampler_sde_params())
 def test_samplers_recover_2d_imbalanced_mixture(sampler, sde_name):
   mix = analytic.imbalanced_mixture_2d()
   x, nfe = _sample(sampler, SDES[sde_name], mix, (N_SAMPLES, 2))
@@ -52,8 +60,10 @@ def test_samplers_recover_2d_imbalanced_mixture(sampler, sde_name):
     assert int(nfe) == 1000
 
 
-@pytest.mark.parametrize("predictor", ["ancestral", "reverse_diffusion"])
-@pytest.mark.parametrize("sde_name", ["ve", "vp"])
+@pytest.mark.parametrize("sde_name,predictor", [
+    pytest.param("ve", "ancestral", marks=pytest.mark.slow), ("ve", "reverse_diffusion"),
+    ("vp", "ancestral"), pytest.param("vp", "reverse_diffusion", marks=pytest.mark.slow)],
+    ids=["ve-ancestral", "ve-reverse_diffusion", "vp-ancestral", "vp-reverse_diffusion"])
 def test_ancestral_and_ald(predictor, sde_name):
   mix = analytic.imbalanced_mixture_2d()
   sde = SDES[sde_name]
@@ -145,7 +155,8 @@ def test_tweedie_denoise_is_posterior_mean():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("solver", sorted(SOLVERS))
+@pytest.mark.parametrize("solver", [pytest.param(name, marks=[] if name in ("tsit5", "heun") else
+                                                 [pytest.mark.slow]) for name in sorted(SOLVERS)])
 def test_ode_nfe_counts_every_score_evaluation(solver):
   mix = analytic.imbalanced_mixture_2d()
   sde = SDES["vp"]

@@ -97,6 +97,7 @@ _DATA_PARALLEL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess with 8 CPU devices; training's fast tests use the same mesh code
 def test_data_parallel_step_equals_single_device():
   """One step with the global batch split over 8 fake CPU devices equals one device."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8 "
