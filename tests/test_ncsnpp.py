@@ -57,16 +57,14 @@ def count(tree) -> int:
 # --- Fixtures: numerical parity and complete conversion --------------------------------
 
 
-# The 32x32 / 256x256 NCSN++ fixtures take 20-50 s each on 2 cores: the fast tier checks DDPM++.
-@pytest.mark.parametrize("name", [n if n.startswith("vp_") else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in NCSNPP_FIXTURES])
+@pytest.mark.parametrize("name", NCSNPP_FIXTURES)
 def test_matches_score_sde_pytorch(name):
   config, meta, state_dict, arrays = load_score_sde_fixture(name)
   assert meta["reference_commit"].startswith("cb1f359f")
   model = models.get_model(config)
   assert isinstance(model, ncsnpp.NCSNpp)
   variables = models.from_score_sde_pytorch(state_dict, config)
-  # Jitted: one compilation, which the persistent cache keeps (op by op takes ~15 s each run).
+  # Jitted: one compilation (~3 s, cached across runs) instead of ~20 s of op-by-op dispatch.
   out = jax.jit(lambda v, x, labels: model.apply(v, x, labels, train=False))(
       variables, nhwc(arrays["input_x"]), jnp.asarray(arrays["input_labels"]))
   out = np.asarray(out).transpose(0, 3, 1, 2)
@@ -173,12 +171,12 @@ def test_full_size_ve_cifar10_forward_backward_on_cpu():
 # --- Smoke configs ---------------------------------------------------------------------
 
 
-# Each U-Net compiles for ~30 s on 2 cores (~5 s from the persistent cache). The fast tier
-# keeps NCSN++ (ve); DDPM++ is checked there by test_matches_score_sde_pytorch[vp_...], and
-# the sub-VP and deep variants' smoke networks equal the VP / plain ones.
-@pytest.mark.parametrize("name", ["ve_cifar10"] + [
-    pytest.param(n, marks=pytest.mark.slow)
-    for n in ["vp_cifar10", "subvp_cifar10", "ve_cifar10_deep", "vp_cifar10_deep", "subvp_cifar10_deep"]])
+# Compiling init + apply of a smoke U-Net takes ~20-40 s on 2 cores (~5 s from the persistent
+# cache): the fast tier checks NCSN++ and DDPM++ against the fixtures instead
+# (test_matches_score_sde_pytorch).
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ve_cifar10", "vp_cifar10", "subvp_cifar10",
+                                  "ve_cifar10_deep", "vp_cifar10_deep", "subvp_cifar10_deep"])
 def test_smoke_config_inits_and_applies_quickly(name):
   start = time.perf_counter()
   config = importlib.import_module(f"configs.{name}").get_config("smoke")
@@ -236,28 +234,34 @@ def test_timestep_embedding_closed_form():
 
 def test_fir_resampling_closed_forms():
   x = jax.random.normal(jax.random.PRNGKey(1), (1, 8, 8, 2))
-  # The normalized [1, 3, 3, 1] filter keeps constants away from the border.
   ones = jnp.ones((1, 8, 8, 2))
-  np.testing.assert_allclose(updown.upsample_2d(ones, (1, 3, 3, 1))[0, 2:-2, 2:-2], 1.0,
-                             rtol=1e-6)
-  np.testing.assert_allclose(updown.downsample_2d(ones, (1, 3, 3, 1))[0, 1:-1, 1:-1], 1.0,
-                             rtol=1e-6)
-  # With the box kernel [1, 1], FIR resampling is nearest / average pooling.
-  np.testing.assert_allclose(updown.upsample_2d(x, (1, 1)), updown.naive_upsample_2d(x),
-                             rtol=1e-6, atol=1e-6)
-  np.testing.assert_allclose(updown.downsample_2d(x, (1, 1)), updown.naive_downsample_2d(x),
-                             rtol=1e-6, atol=1e-6)
-  # The fused conv variants equal resample-then-conv up to the border.
   w = jax.random.normal(jax.random.PRNGKey(2), (3, 3, 2, 4))
   conv = lambda h: jax.lax.conv_general_dilated(h, w, (1, 1), "SAME",
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  up_fused = updown.upsample_conv_2d(x, w, (1, 3, 3, 1))
-  up_ref = conv(updown.upsample_2d(x, (1, 3, 3, 1)))
+
+  @jax.jit  # every resampling below in one compilation instead of op-by-op dispatch
+  def resampled():
+    return dict(
+        up_ones=updown.upsample_2d(ones, (1, 3, 3, 1)), down_ones=updown.downsample_2d(ones, (1, 3, 3, 1)),
+        up_box=updown.upsample_2d(x, (1, 1)), up_naive=updown.naive_upsample_2d(x),
+        down_box=updown.downsample_2d(x, (1, 1)), down_naive=updown.naive_downsample_2d(x),
+        up_fused=updown.upsample_conv_2d(x, w, (1, 3, 3, 1)), up_ref=conv(updown.upsample_2d(x, (1, 3, 3, 1))),
+        down_fused=updown.conv_downsample_2d(x, w, (1, 3, 3, 1)),
+        down_ref=updown.downsample_2d(conv(x), (1, 3, 3, 1)))
+
+  r = resampled()
+  # The normalized [1, 3, 3, 1] filter keeps constants away from the border.
+  np.testing.assert_allclose(r["up_ones"][0, 2:-2, 2:-2], 1.0, rtol=1e-6)
+  np.testing.assert_allclose(r["down_ones"][0, 1:-1, 1:-1], 1.0, rtol=1e-6)
+  # With the box kernel [1, 1], FIR resampling is nearest / average pooling.
+  np.testing.assert_allclose(r["up_box"], r["up_naive"], rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(r["down_box"], r["down_naive"], rtol=1e-6, atol=1e-6)
+  # The fused conv variants equal resample-then-conv up to the border.
+  up_fused, up_ref = r["up_fused"], r["up_ref"]
   assert up_fused.shape == (1, 16, 16, 4)
   np.testing.assert_allclose(up_fused[0, 3:-3, 3:-3], up_ref[0, 3:-3, 3:-3], rtol=1e-4,
                              atol=1e-4)
-  down_fused = updown.conv_downsample_2d(x, w, (1, 3, 3, 1))
-  down_ref = updown.downsample_2d(conv(x), (1, 3, 3, 1))
+  down_fused, down_ref = r["down_fused"], r["down_ref"]
   assert down_fused.shape == (1, 4, 4, 4)
   np.testing.assert_allclose(down_fused[0, 1:-1, 1:-1], down_ref[0, 1:-1, 1:-1], rtol=1e-4,
                              atol=1e-4)
