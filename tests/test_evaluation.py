@@ -26,6 +26,9 @@ from scorejax.evaluation.metrics.kid import kernel_inception_distance
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INCEPTION_FIXTURES = "/work/shared/fixtures/inception"
+# The 2-step model's samples are far from the digits in (synthetic) Inception features: their
+# FID was 47x the trace of the reference covariance (8 test digits) when measured.
+FID_MARGIN = 1.0
 
 # The tiny config as a config file (for the CLI tests) and as a function (in-process).
 CONFIG_FILE = textwrap.dedent('''\
@@ -209,7 +212,7 @@ def test_fid_stats_and_eval_with_synthetic_inception_weights(setup, tmp_path):
   assert result["inception_score"] == pytest.approx(inception_score(logits, splits=8)[0], rel=1e-9)
   assert result["kid"] == pytest.approx(kernel_inception_distance(feats, stats["features"]), rel=1e-9)
   self_fid = frechet_distance(stats["mu"], stats["sigma"], stats["mu"], stats["sigma"])
-  assert abs(self_fid) < 1e-6 * np.trace(stats["sigma"]), self_fid
+  assert abs(self_fid) < 1e-4 * np.trace(stats["sigma"]), self_fid  # sqrtm of a rank-7 matrix
   assert result["fid"] > FID_MARGIN * np.trace(stats["sigma"]), (result["fid"], np.trace(stats["sigma"]))
   assert "skipped" not in result and "fd_digits_classifier" not in result
   with open(os.path.join(run, "eval", "ckpt_2.json")) as f:
