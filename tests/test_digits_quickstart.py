@@ -11,7 +11,8 @@ p >= 0.9), and the distance check rejects noise and blends of two digits, as the
 negative controls below verify. Real test digits pass both conditions ~95% of
 the time.
 
-All three tests are `slow`. The main one is the quick start itself: it runs the real training loop
+All three tests are `slow` (the fast tier trains the toy MLP instead, in test_main.py).
+The main one is the quick start itself: it runs the real training loop
 (`scorejax.training.train_and_evaluate`) on `configs/digits.py` for its full n_iters
 (only the midway sample grid is skipped), in a subprocess so that the
 host-device flags of the test session do not apply, then samples 512 images with
