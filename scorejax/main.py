@@ -10,6 +10,11 @@ r"""The command line: train, evaluate, sample, bits/dim, reference statistics.
     python -m scorejax.main --config=configs/ve_cifar10.py --mode=fid_stats --split=train \
         --out=stats/cifar10_train.npz --inception_weights=pt_inception-2015-12-05-6726825d.pth
 
+Exit codes: 0 done; 1 a clear error (printed as one `FATAL:` line: a config
+that cannot run, a workdir in use by another run, a resume whose config differs,
+a diverged run, ...); 75 (`PREEMPTED_EXIT_CODE`) stopped by SIGTERM after saving a
+checkpoint: rerun the same command to resume (the launch scripts requeue on it).
+
 `--config` is an ml_collections config file (optionally `file.py:arg`, e.g.
 `:smoke`); any field can be overridden with `--config.a.b=value`, and an unknown
 field is an error. Rerunning the same command with the same `--workdir` resumes.
@@ -19,7 +24,7 @@ function builds its typed settings and components from it once.
 
 Modes, the function each calls, and their own options (an option of another mode
 is an error):
-  train       training.loop.train_and_evaluate
+  train       training.loop.train_and_evaluate: --allow_config_change
   eval        evaluation.loop.evaluate (options: config.eval.*)
   sample      evaluation.samples.sample_from_workdir
   likelihood  evaluation.bpd.evaluate_bpd: --checkpoint --untrained --split --divergence
@@ -46,7 +51,8 @@ from scorejax.evaluation import loop as evaluation_loop
 from scorejax.evaluation.metrics import digits_classifier, inception
 from scorejax.likelihood import DIVERGENCES, LIKELIHOOD_EPS
 from scorejax.training import loop as training_loop
-from scorejax.training import parallel
+from scorejax.training import checkpoint, parallel, run_config, run_lock
+from scorejax.training.guard import NonFiniteLossError
 
 MODES = ("train", "eval", "sample", "likelihood", "fid_stats")
 
@@ -56,6 +62,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
                                "(every mode but fid_stats).")
 _MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
 
+# --mode=train
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "train: resume even though optimizer, seed, batch size or "
+    "other training fields differ from the run's recorded config (model, data, SDE and loss "
+    "fields can never change; schedule, logging, sampling and eval fields always can).")
 # --mode=likelihood and --mode=fid_stats
 _SPLIT = flags.DEFINE_string("split", None, "likelihood, fid_stats: dataset split, 'test' or "
                              "'train' (default: 'test' for likelihood, 'train' for fid_stats).")
@@ -91,6 +102,7 @@ flags.mark_flags_as_required(["config"])
 
 # The options that belong to one mode or two; any other mode refuses them.
 MODE_OPTIONS = {
+    "train": ("allow_config_change",),
     "likelihood": ("split", "batch_size", "max_examples", "checkpoint", "untrained", "divergence",
                    "num_repeats", "rtol", "atol", "eps"),
     "fid_stats": ("split", "batch_size", "max_examples", "out", "features", "inception_weights",
@@ -126,7 +138,12 @@ def main(argv) -> None:
   config_check.validate(config)
   workdir = _WORKDIR.value
   if mode == "train":
-    training_loop.train_and_evaluate(config, workdir)
+    try:
+      training_loop.train_and_evaluate(config, workdir,
+                                       allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+    except training_loop.Preempted as e:
+      sys.stderr.write(f"{e} (exit code {training_loop.PREEMPTED_EXIT_CODE})\n")
+      sys.exit(training_loop.PREEMPTED_EXIT_CODE)
   elif mode == "sample":
     path = samples.sample_from_workdir(config, workdir)
     print(f"samples written to {path}")
@@ -203,8 +220,21 @@ def _parse_flags(argv):
     sys.exit(1)
 
 
+# Errors whose message says what is wrong and how to fix it: printed without a traceback.
+CLEAR_ERRORS = (config_check.ConfigError, run_config.ConfigMismatchError,
+                run_lock.WorkdirInUseError, NonFiniteLossError, checkpoint.CheckpointError)
+
+
+def _main_with_clear_errors(argv) -> None:
+  try:
+    main(argv)
+  except CLEAR_ERRORS as e:
+    sys.stderr.write(f"FATAL: {e}\n")
+    sys.exit(1)
+
+
 def run() -> None:
-  app.run(main, flags_parser=_parse_flags)
+  app.run(_main_with_clear_errors, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ import jax
 import numpy as np
 import pytest
 
+from scorejax.training import PREEMPTED_EXIT_CODE
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
 NOT_CONFIGS = {"__init__", "blocks", "smoke", "default_cifar10", "default_celeba", "default_lsun"}  # helpers and dataset defaults
@@ -138,7 +140,7 @@ def read_checkpoint(workdir: Path, step: int | None = None):
   """
   import orbax.checkpoint as ocp
   step = checkpoint_steps(workdir)[-1] if step is None else step
-  path = workdir / "checkpoints" / str(step) / "default"
+  path = workdir / "checkpoints" / str(step) / "state"
   ckptr = ocp.StandardCheckpointer()
   meta = ckptr.metadata(path)
   tree = getattr(getattr(meta, "item_metadata", meta), "tree", getattr(meta, "item_metadata", meta))
@@ -318,7 +320,7 @@ def test_sigterm_saves_stops_cleanly_and_resumes(toy_reference, tmp_path):
   wait_for_checkpoint(proc, workdir, 10)
   assert proc.poll() is None, "the run finished before it could be signalled; lengthen it"
   os.kill(proc.pid, signal.SIGTERM)
-  assert proc.wait() == 0, proc.output()[-4000:]
+  assert proc.wait() == PREEMPTED_EXIT_CODE, proc.output()[-4000:]
   m = re.search(r"stopped by a signal at step (\d+)", proc.output())
   assert m, proc.output()[-4000:]
   stopped = int(m.group(1))
@@ -347,8 +349,8 @@ _DRIVER = textwrap.dedent("""
     import jax
     import scorejax.training.loop as loop
     _train = loop.train_and_evaluate
-    def train_and_dump(config, workdir):
-      state = _train(config, workdir)
+    def train_and_dump(config, workdir, **kwargs):
+      state = _train(config, workdir, **kwargs)
       leaves = {".".join(re.findall(r"\\w+", jax.tree_util.keystr(path))):
                 np.asarray(x.addressable_data(0))
                 for path, x in jax.tree_util.tree_flatten_with_path(state)[0]}

@@ -16,15 +16,22 @@ from scorejax.report.images import image_grid, save_image_grid
 
 
 class MetricsWriter:
-  """Writes `workdir/metrics.jsonl` and TensorBoard events under `workdir/tensorboard`."""
+  """Writes `workdir/metrics.jsonl` and TensorBoard events under `workdir/tensorboard`.
 
-  def __init__(self, workdir: str, *, enabled: bool = True):
+  `resume_step`: the step a resumed run restarts after; rows of later steps (logged
+  by the interrupted run after its last checkpoint, and about to be logged again)
+  are dropped from `metrics.jsonl`, so each step has one row.
+  """
+
+  def __init__(self, workdir: str, *, enabled: bool = True, resume_step: int | None = None):
     self.enabled = enabled
     self.workdir = workdir
     self._tb = None
     self._jsonl = None
     if enabled:
       os.makedirs(workdir, exist_ok=True)
+      if resume_step is not None:
+        _drop_rows_after(os.path.join(workdir, "metrics.jsonl"), resume_step)
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
       try:
         from tensorboardX import SummaryWriter
@@ -58,3 +65,24 @@ class MetricsWriter:
       if self._tb is not None:
         self._tb.close()
       self._jsonl.close()
+
+
+def _drop_rows_after(path: str, step: int) -> None:
+  """Rewrites the JSONL file at `path` without the rows of steps after `step`."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      row_step = int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+      continue  # a row cut short by a kill
+    if row_step <= step:
+      kept.append(line if line.endswith("\n") else line + "\n")
+  if len(kept) != len(lines):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(kept)
+    os.replace(tmp, path)

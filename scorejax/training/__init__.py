@@ -1,14 +1,18 @@
 """Training: state, step, optimizer, checkpoints, data parallelism, shared setup, the loop.
 
 `state` (`TrainState`), `step` (the pure train/eval step), `optim` (Adam + EMA),
-`checkpoint` (orbax, preemption), `parallel` (the 'data' mesh over every device
+`checkpoint` (orbax, verified restores, preemption), `guard` (divergence checks),
+`run_lock` (one run per workdir), `run_config` (the config record checked on
+resume), `parallel` (the 'data' mesh over every device
 and host), `setup` (what training, sampling, evaluation and bits/dim build a run
 from: `Components`, `build_components`, `load_state`, `ema_score_fn`, sample
 grids), `loop` (`train_and_evaluate`: `--mode=train`; `train`: the loop itself,
 on typed `TrainSettings`).
 """
 
-from scorejax.training.loop import NonFiniteLossError, TrainSettings, train, train_and_evaluate
+from scorejax.training.guard import NonFiniteLossError
+from scorejax.training.loop import (PREEMPTED_EXIT_CODE, Preempted, TrainSettings, train,
+                                    train_and_evaluate)
 from scorejax.training.setup import (Components, SampleSettings, build_components, ema_score_fn,
                                      init_state, load_state, make_snapshot_sampler,
                                      save_snapshot_samples)
@@ -16,7 +20,7 @@ from scorejax.training.state import TrainState
 from scorejax.training.step import make_eval_step, make_multi_step, make_train_step
 
 __all__ = [
-    "Components", "NonFiniteLossError", "SampleSettings", "TrainSettings", "TrainState",
+    "Components", "NonFiniteLossError", "PREEMPTED_EXIT_CODE", "Preempted", "SampleSettings", "TrainSettings", "TrainState",
     "build_components", "ema_score_fn", "init_state", "load_state", "make_eval_step",
     "make_multi_step", "make_snapshot_sampler", "make_train_step", "save_snapshot_samples",
     "train", "train_and_evaluate",

@@ -9,17 +9,28 @@ real training step:
 
 The saved `TrainState` is all a run needs to resume bit-exactly: the data order
 and every random draw are pure functions of (seed, step).
+
+A checkpoint is verified before it is trusted. `save` refuses a state holding a
+non-finite number and stores, beside the arrays (item `state`), a CRC-32 of every
+array's bytes (item `checksums`); a restore recomputes them and checks every array
+is finite. A checkpoint that cannot be read or fails either check is set aside as
+`unreadable_step_N` (kept for inspection) and the previous one is used.
+Checkpoints written before checksums existed (a single `default` item) are still
+read, checked for finiteness only.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import threading
+import zlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
@@ -27,6 +38,73 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
   """No checkpoint in the directory could be restored."""
+
+
+class CorruptCheckpointError(ValueError):
+  """A checkpoint was read but its arrays are non-finite or differ from their checksums."""
+
+
+class NonFiniteStateError(FloatingPointError):
+  """`save` was asked to write a state holding NaN or infinity."""
+
+
+STATE_ITEM, CHECKSUM_ITEM, LEGACY_ITEM = "state", "checksums", "default"
+
+
+def _host_leaves(state: Any) -> list[tuple[str, np.ndarray]]:
+  """(path, host copy) of every array leaf of a replicated state (this process's copy)."""
+  out = []
+  for path, x in jax.tree_util.tree_flatten_with_path(state)[0]:
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      x = x.addressable_data(0)  # replicated: every process holds all of it
+    out.append((jax.tree_util.keystr(path), np.asarray(x)))
+  return out
+
+
+def fingerprint(state: Any) -> tuple[dict[str, str], list[str]]:
+  """(CRC-32 of each array's bytes by tree path, paths of arrays holding NaN or inf)."""
+  sums, nonfinite = {}, []
+  for path, x in _host_leaves(state):
+    sums[path] = f"{zlib.crc32(np.ascontiguousarray(x).tobytes()):08x}"
+    if np.issubdtype(x.dtype, np.inexact) and not np.all(np.isfinite(x)):
+      nonfinite.append(path)
+  return sums, nonfinite
+
+
+def _verify(state: Any, expected: dict[str, str] | None, step: int) -> None:
+  """CorruptCheckpointError unless every array is finite and matches its stored checksum."""
+  sums, nonfinite = fingerprint(state)
+  if nonfinite:
+    raise CorruptCheckpointError(f"checkpoint {step} holds NaN or infinity in {nonfinite[:5]}"
+                                 + (f" and {len(nonfinite) - 5} more" if len(nonfinite) > 5 else ""))
+  if expected is not None:
+    bad = sorted(p for p in sums if expected.get(p) != sums[p])
+    if bad or set(expected) != set(sums):
+      raise CorruptCheckpointError(
+          f"checkpoint {step} does not match the checksums written with it (arrays "
+          f"{(bad or sorted(set(expected) ^ set(sums)))[:5]} differ): its files were altered "
+          "after saving")
+
+
+def _disk_error(e: BaseException) -> OSError | None:
+  """The OSError behind a failed write (orbax wraps it in other exceptions), if any."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError):
+      return e
+    if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+      return OSError(errno.ENOSPC, str(e).strip().splitlines()[-1][:300])
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def saved_steps(directory: str) -> list[int]:
+  """Steps of the finished checkpoints in `directory` (without opening them; [] if none)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory)
+                if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
 
 
 def make_manager(directory: str, *, snapshot_freq: int) -> ocp.CheckpointManager:
@@ -46,29 +124,60 @@ def make_manager(directory: str, *, snapshot_freq: int) -> ocp.CheckpointManager
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-  """Saves `state` at `step` (synchronously; a no-op if that step is already saved)."""
+  """Saves `state` at `step` with its checksums (synchronously; a no-op if already saved).
+
+  NonFiniteStateError (and nothing written) if any array of `state` holds NaN or
+  infinity; OSError naming the directory and the fix if the disk is full or
+  read-only.
+  """
   if step in manager.all_steps():
     return
+  sums, nonfinite = fingerprint(state)
+  if nonfinite:
+    raise NonFiniteStateError(
+        f"refusing to save step {step}: {nonfinite[:5]} hold NaN or infinity. Earlier "
+        f"checkpoints are intact (newest: {manager.latest_step()})")
   try:
-    manager.save(int(step), args=ocp.args.StandardSave(state), force=True)
+    manager.save(int(step), args=ocp.args.Composite(
+        **{STATE_ITEM: ocp.args.StandardSave(state), CHECKSUM_ITEM: ocp.args.JsonSave(sums)}),
+        force=True)
     manager.wait_until_finished()
-  except OSError as e:  # full disk, quota, read-only file system
-    raise OSError(e.errno, f"could not write the checkpoint for step {step} under "
-                  f"{manager.directory} ({e.strerror or e}); free space or choose a writable "
-                  f"--workdir. Earlier checkpoints are intact: rerunning resumes from step "
-                  f"{manager.latest_step()}") from e
+  except Exception as e:  # noqa: BLE001  (full disk, quota, read-only file system)
+    disk = _disk_error(e)
+    if disk is None:
+      raise
+    raise OSError(disk.errno, f"could not write the checkpoint for step {step} under "
+                  f"{manager.directory} ({disk.strerror or disk}); free space or choose a "
+                  f"writable --workdir. Earlier checkpoints are intact: rerunning resumes from "
+                  f"step {manager.latest_step()}") from None
+
+
+def _restore_verified(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+  """Reads checkpoint `step` and verifies it (CorruptCheckpointError if it fails)."""
+  step_dir = os.path.join(str(manager.directory), str(step))
+  if os.path.isdir(os.path.join(step_dir, LEGACY_ITEM)):  # written before checksums existed
+    state = ocp.StandardCheckpointer().restore(os.path.join(step_dir, LEGACY_ITEM), abstract_state)
+    expected = None
+  else:
+    restored = manager.restore(int(step), args=ocp.args.Composite(
+        **{STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+           CHECKSUM_ITEM: ocp.args.JsonRestore()}))
+    state, expected = restored[STATE_ITEM], dict(restored[CHECKSUM_ITEM])
+  _verify(state, expected, step)
+  return state
 
 
 def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
-  """Restores the checkpoint saved at `step` (FileNotFoundError listing the steps if absent)."""
+  """Restores and verifies the checkpoint saved at `step` (FileNotFoundError listing the
+  steps if absent, CorruptCheckpointError if it fails verification)."""
   if step not in manager.all_steps():
     raise FileNotFoundError(f"no checkpoint for step {step} in {manager.directory}; "
                             f"available: {sorted(manager.all_steps())}")
-  return manager.restore(int(step), args=ocp.args.StandardRestore(abstract_state))
+  return _restore_verified(manager, step, abstract_state)
 
 
 def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple[Any, int] | None:
-  """Restores the newest readable checkpoint; falls back to older ones if it is corrupt.
+  """Restores the newest checkpoint that reads and verifies; falls back to older ones.
 
   `abstract_state` gives structure, shapes, dtypes and shardings (e.g. from
   `jax.eval_shape` plus the shardings of a freshly built state). Returns
@@ -80,7 +189,7 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple
   errors = []
   for step in steps:
     try:
-      state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+      state = _restore_verified(manager, step, abstract_state)
     except Exception as e:  # noqa: BLE001  (any failure to read means: try the previous one)
       errors.append(f"step {step}: {type(e).__name__}: {e}")
       log.warning("checkpoint at step %d could not be restored (%s: %s); trying the previous one",
@@ -103,7 +212,12 @@ def _set_aside(steps: list[int], manager: ocp.CheckpointManager) -> None:
         dst = os.path.join(str(manager.directory), f"unreadable_step_{step}")
         while os.path.exists(dst):
           dst += "_"
-        os.replace(src, dst)
+        try:
+          os.replace(src, dst)
+        except OSError as e:  # a read-only checkpoint directory (sampling, evaluation)
+          log.warning("could not move the unreadable checkpoint %s aside (%s); it is skipped",
+                      src, e.strerror or e)
+          continue
         log.warning("moved the unreadable checkpoint %s to %s", src, dst)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils

@@ -6,7 +6,13 @@ takes only those. Training runs on every device of every process (one `jax.jit`
 over a 'data' mesh), resumes from the newest checkpoint in `workdir` when there is
 one, and writes metrics, sample grids and checkpoints there. Rerunning the same
 command after a preemption continues where the run stopped, bit-exactly: data
-order and random draws depend only on (seed, step).
+order and random draws depend only on (seed, step). On SIGTERM the run saves and
+raises `Preempted`; the command line then exits with `PREEMPTED_EXIT_CODE` (75), which
+the launch scripts requeue on.
+
+What a run refuses to lose: one run per workdir (`run_lock`), the config the
+checkpoints were trained with (`run_config`), checkpoints that are verified before
+they are trusted and never saved non-finite or unjudged (`checkpoint`, `guard`).
 """
 
 from __future__ import annotations
@@ -14,17 +20,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import os
 from typing import Callable, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tqdm
 
 from scorejax import data
+from scorejax.config_check import ConfigError
 from scorejax.report.writer import MetricsWriter
-from scorejax.training import checkpoint, parallel
+from scorejax.training import checkpoint, parallel, run_config, run_lock
+from scorejax.training.guard import DivergenceGuard, NonFiniteLossError
 from scorejax.training.setup import (Components, SampleSettings, build_components, init_state,
                                      make_snapshot_sampler, save_snapshot_samples, with_scaler)
 from scorejax.training.state import TrainState
@@ -34,8 +42,15 @@ log = logging.getLogger(__name__)
 Array = jax.Array
 
 
-class NonFiniteLossError(FloatingPointError):
-  """The training loss became NaN or infinite."""
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: saved and stopped by a signal; rerun to resume
+
+
+class Preempted(Exception):
+  """Training stopped on SIGTERM after saving the checkpoint of `step`; rerun to resume."""
+
+  def __init__(self, step: int):
+    super().__init__(f"stopped by a signal at step {step}; rerun the same command to resume")
+    self.step = step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,15 +85,12 @@ class TrainSettings:
                samples=SampleSettings.from_config(config))
 
 
-def _write_config(config, workdir: str) -> None:
+def _make_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise OSError(f"cannot create --workdir={workdir!r} ({e.strerror}); choose a writable "
                   "directory") from e
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def _cycle(make_iterator):
@@ -94,24 +106,47 @@ def _any_process(flag: bool) -> bool:
   return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
 
 
-def train_and_evaluate(config, workdir: str) -> TrainState:
-  """Trains `config` in `workdir`; returns the final state. The config is read here only."""
+def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = False) -> TrainState:
+  """Trains `config` in `workdir`; returns the final state. The config is read here only.
+
+  The workdir is locked for the run (`run_lock`); a resume is checked against the
+  run's recorded config before anything is restored (`run_config.check_resume`;
+  `allow_config_change` permits changes of the optimizer, seed, batch size, ...), and
+  the record is rewritten only after the restore succeeded. Raises `Preempted` after
+  saving when stopped by SIGTERM.
+  """
   parallel.maybe_initialize_distributed()
   s = TrainSettings.from_config(config)
   parallel.check_global_batch(s.batch_size, parallel.data_mesh())
-  _write_config(config, workdir)
-  c = build_components(config)
-  eval_batches = functools.partial(data.eval_batches, config, "test") if s.eval_freq > 0 else None
-  return train(c, s, workdir, batch_fn=data.make_train_batch_fn(config), eval_batches=eval_batches)
+  _make_workdir(workdir)
+  with run_lock.workdir_lock(workdir):
+    if checkpoint.saved_steps(os.path.join(workdir, "checkpoints")):
+      run_config.check_resume(workdir, config, allow_config_change=allow_config_change)
+    c = build_components(config)
+    eval_batches = (functools.partial(data.eval_batches, config, "test") if s.eval_freq > 0
+                    else None)
+    return train(c, s, workdir, batch_fn=data.make_train_batch_fn(config),
+                 eval_batches=eval_batches,
+                 on_start=lambda step: run_config.record_config(workdir, config, step))
 
 
 def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[int], np.ndarray],
-          eval_batches: Callable[[], Iterator[np.ndarray]] | None = None) -> TrainState:
+          eval_batches: Callable[[], Iterator[np.ndarray]] | None = None,
+          on_start: Callable[[int], None] | None = None) -> TrainState:
   """Trains from the newest checkpoint in `workdir` (or from scratch) to `s.n_iters`.
 
   `batch_fn(step)`: this process's slice of the training batch of `step` (a pure
   function of the step, `data.make_train_batch_fn`); `eval_batches()`: one pass
-  over the test split (cycled; needed when `s.eval_freq > 0`). Returns the final state.
+  over the test split (cycled; needed when `s.eval_freq > 0`); `on_start(step)`:
+  called once the start step is known (after a successful restore). Returns the
+  final state.
+
+  Nothing unverified is saved: the state after step s is checkpointed only once the
+  loss and gradient norm of step s + 1, which are computed on it, pass the
+  `DivergenceGuard` (after the last step, and after a signal, one more step is
+  computed for that and discarded), and `checkpoint.save` refuses non-finite arrays.
+  A diverged run raises `NonFiniteLossError` naming the step and the newest
+  (good) checkpoint; SIGTERM saves and raises `Preempted`.
   """
   mesh = parallel.data_mesh()
   base_key = jax.random.key(s.seed)
@@ -121,52 +156,97 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
 
   manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
                                     snapshot_freq=s.snapshot_freq)
-  restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state))
+  try:
+    restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state))
+  except BaseException:
+    manager.close()
+    raise
   start_step = 0
   if restored is not None:
     state, start_step = restored
     log.info("resumed from the checkpoint at step %d", start_step)
+  if start_step >= s.n_iters:
+    manager.close()
+    if start_step > s.n_iters:
+      raise ConfigError(
+          f"config.training.n_iters={s.n_iters} is below step {start_step}, where the run in "
+          f"{workdir} already is; raise --config.training.n_iters to train on (--mode=eval and "
+          "--mode=sample read the checkpoints of any step)")
+    log.warning("the run in %s is already at step %d = config.training.n_iters: nothing to "
+                "train; raise --config.training.n_iters to continue", workdir, start_step)
+    return state
+  if on_start is not None:
+    on_start(start_step)
 
   train_step = jax.jit(with_scaler(make_train_step(c.loss_fn, c.optimizer, s.ema_rate), c.scaler),
                        in_shardings=(rep, parallel.batch_sharded(mesh), rep),
                        out_shardings=(rep, rep), donate_argnums=(0,))
   eval_step = jax.jit(with_scaler(make_eval_step(c.eval_loss_fn), c.scaler),
                       in_shardings=(rep, parallel.batch_sharded(mesh), rep), out_shardings=rep)
+  copy_state = jax.jit(lambda st: jax.tree.map(jnp.copy, st), out_shardings=rep)
   # Several fake CPU devices can deadlock XLA's CPU all-reduce if many steps are in
   # flight on a small machine: wait on every step there.
   sync_every_step = jax.devices()[0].platform == "cpu" and jax.device_count() > 1
 
-  writer = MetricsWriter(workdir, enabled=jax.process_index() == 0)
+  writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, resume_step=start_step)
   batches = data.batch_stream(batch_fn, start_step=start_step)
   evals = _cycle(eval_batches) if s.eval_freq > 0 else None
   preempted = checkpoint.PreemptionFlag()
   pbar = tqdm.tqdm(total=s.n_iters, initial=start_step, disable=jax.process_index() != 0,
                    dynamic_ncols=True, desc="train", mininterval=2.0)
-  pending = None  # (step, metrics) of the previous step, read after the next is dispatched
+  guard = DivergenceGuard()
+  pending = None  # (step, metrics, log) of the previous step, read after the next is dispatched
+  to_save = None  # (step, copy of the state after it, snapshot?): saved once the next step judged it
+  final_state = None
   snapshot_sampler = None  # built (and compiled) at the first snapshot
 
-  def report(step: int, metrics: dict) -> None:
-    loss = float(metrics["loss"])
-    if not math.isfinite(loss):
+  def check(step: int, metrics: dict, log_it: bool) -> None:
+    loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
+    problem = guard.problem(loss, grad_norm)
+    if problem is not None:
+      latest = manager.latest_step()
       raise NonFiniteLossError(
-          f"the training loss became {loss} at step {step}; the last checkpoint "
-          f"({manager.latest_step()}) is unaffected. Lower config.optim.lr, check "
-          "config.optim.grad_clip, or inspect the data at that step")
-    if step % s.log_freq == 0 or step == s.n_iters:
+          f"training diverged at step {step}: {problem}, computed on the parameters after step "
+          f"{step - 1}, which were not saved. The newest checkpoint "
+          + (f"(step {latest}) passed this check; rerunning resumes from it" if latest is not None
+             else "does not exist (none passed this check)")
+          + ". Lower config.optim.lr, check config.optim.grad_clip, or inspect the data of "
+          f"step {step}")
+    if log_it and (step % s.log_freq == 0 or step == s.n_iters):
       pbar.set_postfix(loss=f"{loss:.4g}", refresh=False)
       writer.scalars(step, {k: float(v) for k, v in metrics.items()}
                      | {"lr": float(c.learning_rate(step - 1))})
 
+  stop = False
+  step = start_step
   try:
-    for step in range(start_step + 1, s.n_iters + 1):
+    while True:
+      step += 1
+      judge_only = step > s.n_iters or stop  # computed to judge the state to save, then dropped
       batch = parallel.global_batch(next(batches), mesh)
       state, metrics = train_step(state, batch, train_key)
       if sync_every_step:
         jax.block_until_ready(metrics)
       if pending is not None:
-        report(*pending)
-      pending = (step, metrics)
-      pbar.update(1)
+        check(*pending)
+      pending = (step, metrics, not judge_only)
+      if not judge_only:
+        pbar.update(1)
+
+      if to_save is not None:  # this step's loss is computed on the state to save
+        check(*pending)
+        pending = None
+        saved_step, saved_state, snapshot = to_save
+        to_save = None
+        checkpoint.save(manager, saved_step, saved_state)
+        if saved_step == s.n_iters:
+          final_state = saved_state
+        if snapshot and s.snapshot_sampling:
+          snapshot_sampler = snapshot_sampler or make_snapshot_sampler(c, s.samples)
+          save_snapshot_samples(c, s.samples, saved_state, saved_step, workdir, writer,
+                                snapshot_sampler)
+      if judge_only:
+        break
 
       if evals is not None and step % s.eval_freq == 0:
         eval_metrics = eval_step(state, parallel.global_batch(next(evals), mesh), eval_key)
@@ -176,20 +256,13 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
           step % s.log_freq == 0 or jax.process_count() == 1) else False
       snapshot = step % s.snapshot_freq == 0
       if snapshot or step % s.snapshot_freq_for_preemption == 0 or step == s.n_iters or stop:
-        report(*pending)  # never checkpoint a non-finite state
-        pending = None
-        checkpoint.save(manager, step, state)
-      if snapshot and s.snapshot_sampling:
-        snapshot_sampler = snapshot_sampler or make_snapshot_sampler(c, s.samples)
-        save_snapshot_samples(c, s.samples, state, step, workdir, writer, snapshot_sampler)
-      if stop:
-        log.warning("stopped by a signal at step %d; rerun the same command to resume", step)
-        break
-    if pending is not None:
-      report(*pending)
+        to_save = (step, copy_state(state), snapshot)
   finally:
     pbar.close()
     writer.close()
     preempted.restore_handlers()
     manager.close()
-  return state
+  if stop and final_state is None:
+    log.warning("stopped by a signal at step %d; rerun the same command to resume", step - 1)
+    raise Preempted(step - 1)
+  return final_state
