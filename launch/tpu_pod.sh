@@ -16,5 +16,10 @@ gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" --worker=all --command
   set -e
   cd $REPO_DIR
   [ -d .venv ] || (python3 -m venv .venv && .venv/bin/pip install -q -e '.[tpu]')
-  .venv/bin/python -m scorejax.main$ARGS
+  # Exit code 75: saved and stopped by SIGTERM (a maintenance event); resume in place.
+  while :; do
+    rc=0; .venv/bin/python -m scorejax.main$ARGS || rc=\$?
+    [ \$rc -eq 75 ] || exit \$rc
+    echo 'scorejax: preempted after saving; resuming'
+  done
 "

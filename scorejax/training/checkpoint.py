@@ -51,13 +51,18 @@ class NonFiniteStateError(FloatingPointError):
 STATE_ITEM, CHECKSUM_ITEM, LEGACY_ITEM = "state", "checksums", "default"
 
 
+def _path_name(path) -> str:
+  """'params/Dense_0/kernel' for a tree path, whether the nodes are dataclasses or dicts."""
+  return "/".join(str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k)))) for k in path)
+
+
 def _host_leaves(state: Any) -> list[tuple[str, np.ndarray]]:
   """(path, host copy) of every array leaf of a replicated state (this process's copy)."""
   out = []
   for path, x in jax.tree_util.tree_flatten_with_path(state)[0]:
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
       x = x.addressable_data(0)  # replicated: every process holds all of it
-    out.append((jax.tree_util.keystr(path), np.asarray(x)))
+    out.append((_path_name(path), np.asarray(x)))
   return out
 
 
