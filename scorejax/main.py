@@ -222,7 +222,8 @@ def _parse_flags(argv):
 
 # Errors whose message says what is wrong and how to fix it: printed without a traceback.
 CLEAR_ERRORS = (config_check.ConfigError, run_config.ConfigMismatchError,
-                run_lock.WorkdirInUseError, NonFiniteLossError, checkpoint.CheckpointError)
+                run_lock.WorkdirInUseError, NonFiniteLossError, checkpoint.CheckpointError,
+                checkpoint.CheckpointWriteError, checkpoint.NonFiniteStateError)
 
 
 def _main_with_clear_errors(argv) -> None:

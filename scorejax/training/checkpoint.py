@@ -44,6 +44,10 @@ class CorruptCheckpointError(ValueError):
   """A checkpoint was read but its arrays are non-finite or differ from their checksums."""
 
 
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (full disk, quota, read-only file system)."""
+
+
 class NonFiniteStateError(FloatingPointError):
   """`save` was asked to write a state holding NaN or infinity."""
 
@@ -132,8 +136,8 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
   """Saves `state` at `step` with its checksums (synchronously; a no-op if already saved).
 
   NonFiniteStateError (and nothing written) if any array of `state` holds NaN or
-  infinity; OSError naming the directory and the fix if the disk is full or
-  read-only.
+  infinity; CheckpointWriteError (an OSError) naming the directory and the fix if
+  the disk is full or read-only.
   """
   if step in manager.all_steps():
     return
@@ -151,7 +155,7 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
     disk = _disk_error(e)
     if disk is None:
       raise
-    raise OSError(disk.errno, f"could not write the checkpoint for step {step} under "
+    raise CheckpointWriteError(disk.errno, f"could not write the checkpoint for step {step} under "
                   f"{manager.directory} ({disk.strerror or disk}); free space or choose a "
                   f"writable --workdir. Earlier checkpoints are intact: rerunning resumes from "
                   f"step {manager.latest_step()}") from None
