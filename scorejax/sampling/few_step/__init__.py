@@ -1,0 +1,101 @@
+"""Few-step samplers: 5-50 score evaluations, for every SDE, from the same score function.
+
+    x, nfe = few_step_sample(key, sde, score_fn, shape, method="dpm_solver++_3m", n_steps=20)
+
+Each method is a pure function `method(key, model, grid, x_T, **options) -> (x, nfe)`
+over a `lax.scan` of its steps, written in the SDE's own (alpha, sigma, lambda) (see
+`grid`), so VE, VP, sub-VP and the cosine SDE run through the same code. The grid
+is `scorejax.sampling.schedules.time_steps(sde, n_steps, schedule, eps)`. `nfe` is
+the exact number of score evaluations per sample (a Python int).
+
+| method | order | evaluations | paper |
+| --- | --- | --- | --- |
+| euler | 1 | n | probability-flow ODE ([SDE] Eq. 13), Euler in t |
+| ddim (eta) | 1 | n | Song, Meng & Ermon 2021, Eq. 12 (eta = 0: DPM-Solver-1) |
+| heun (s_churn, ...) | 2 | 2n | Karras et al. 2022, Alg. 1 / 2 |
+| dpm_solver_2 / _3 | 2 / 3 | 2n / 3n | Lu et al. 2022a, Alg. 1 / 2 (singlestep) |
+| dpm_solver++_2m / _3m | 2 / 3 | n | Lu et al. 2022b, Alg. 2 (multistep, data prediction) |
+| dpm_solver++_2m_sde | 2 (weak 1) | n | Lu et al. 2022b, SDE-DPM-Solver++(2M) |
+| unipc (order 1-3) | order + 1 | n | Zhao et al. 2023, UniP + UniC (bh2) |
+| ipndm (order 1-4) | 4 | n | Zhang & Chen 2023, iPNDM |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+
+from scorejax import sde as sde_lib
+from scorejax.sampling.denoise import tweedie_denoise
+from scorejax.sampling.few_step.dpm_solver import dpm_solver_2, dpm_solver_3
+from scorejax.sampling.few_step.first_order import ddim, euler
+from scorejax.sampling.few_step.grid import Grid, Model
+from scorejax.sampling.few_step.heun import heun
+from scorejax.sampling.few_step.multistep import (dpm_solver_pp_2m, dpm_solver_pp_2m_sde,
+                                                  dpm_solver_pp_3m, ipndm, unipc)
+from scorejax.sampling.schedules import SAMPLING_EPS, TIME_SCHEDULES, time_steps
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class FewStepMethod:
+  """A few-step method, the schedule it runs best with, and whether it draws noise."""
+  fn: Callable
+  schedule: str
+  stochastic: bool = False
+
+
+FEW_STEP_METHODS: dict[str, FewStepMethod] = {
+    "euler": FewStepMethod(euler, "quadratic"),
+    "ddim": FewStepMethod(ddim, "log_snr"),
+    "heun": FewStepMethod(heun, "karras"),
+    "dpm_solver_2": FewStepMethod(dpm_solver_2, "log_snr"),
+    "dpm_solver_3": FewStepMethod(dpm_solver_3, "log_snr"),
+    "dpm_solver++_2m": FewStepMethod(dpm_solver_pp_2m, "log_snr"),
+    "dpm_solver++_3m": FewStepMethod(dpm_solver_pp_3m, "log_snr"),
+    "dpm_solver++_2m_sde": FewStepMethod(dpm_solver_pp_2m_sde, "log_snr", stochastic=True),
+    "unipc": FewStepMethod(unipc, "log_snr"),
+    "ipndm": FewStepMethod(ipndm, "karras"),
+}
+
+
+def default_method(sde: sde_lib.SDE, n_steps: int) -> str:
+  """The recommended method for this SDE and step count (see docs/sampling.md's table)."""
+  del sde
+  return "unipc" if n_steps <= 25 else "dpm_solver++_3m"
+
+
+def few_step_sample(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Array], Array],
+                    shape: tuple[int, ...], *, method: str | None = None, n_steps: int = 20,
+                    schedule: str | None = None, eps: float | None = None,
+                    denoise: bool = False, **options) -> tuple[Array, int]:
+  """Samples x_T from the prior and integrates the reverse process in `n_steps` steps.
+
+  method: a `FEW_STEP_METHODS` name, or None for `default_method(sde, n_steps)`;
+  schedule: a `TIME_SCHEDULES` name, or None for the method's; eps: the time floor
+  (None: `SAMPLING_EPS`); denoise: a final Tweedie step E[x_0 | x_eps] (one more
+  evaluation); options: the method's own keywords (ddim's eta, heun's s_churn, ...,
+  unipc's and ipndm's order). Returns (samples, nfe per sample).
+  """
+  method = default_method(sde, n_steps) if method is None else method
+  if method not in FEW_STEP_METHODS:
+    raise ValueError(f"method={method!r} is not one of {sorted(FEW_STEP_METHODS)}")
+  spec = FEW_STEP_METHODS[method]
+  schedule = spec.schedule if schedule is None else schedule
+  if schedule not in TIME_SCHEDULES:
+    raise ValueError(f"schedule={schedule!r} is not one of {sorted(TIME_SCHEDULES)}")
+  eps = SAMPLING_EPS if eps is None else float(eps)
+  prior_key, key = jax.random.split(key)
+  x_T = sde.prior_sampling(prior_key, shape)
+  grid = Grid.of(sde, time_steps(sde, n_steps, schedule, eps))
+  x, nfe = spec.fn(key, Model(sde, score_fn), grid, x_T, **options)
+  if denoise:
+    x = tweedie_denoise(sde, score_fn, x, eps)
+    nfe += 1
+  return x, nfe
+
+
+__all__ = ["FEW_STEP_METHODS", "FewStepMethod", "default_method", "few_step_sample", "time_steps"]
