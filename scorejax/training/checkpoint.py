@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,25 @@ class CheckpointError(RuntimeError):
   """No checkpoint in the directory could be restored."""
 
 
-def make_manager(directory: str, *, snapshot_freq: int) -> ocp.CheckpointManager:
-  """A manager keeping the latest checkpoint and every multiple of `snapshot_freq`."""
+def make_manager(directory: str, *, snapshot_freq: int,
+                 read_only: bool = False) -> ocp.CheckpointManager:
+  """A manager keeping the latest checkpoint and every multiple of `snapshot_freq`.
+
+  With `read_only` (sampling, evaluation, bits/dim) the manager only lists and
+  restores: the directory may be read-only or absent (then it lists no steps), and
+  nothing is created, deleted or written in it.
+  """
   directory = os.path.abspath(directory)
+  if read_only:
+    options = ocp.CheckpointManagerOptions(  # no retention policy: it never deletes
+        save_interval_steps=0, max_to_keep=None, keep_period=None, create=False, read_only=True,
+        enable_async_checkpointing=False)
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns "directory is read only"
+    try:
+      return ocp.CheckpointManager(directory, options=options)
+    finally:
+      absl_logging.set_verbosity(verbosity)
   try:
     os.makedirs(directory, exist_ok=True)
   except OSError as e:
