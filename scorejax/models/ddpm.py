@@ -238,6 +238,13 @@ def build(config) -> DDPM:
       sigma_max=float(m.sigma_max), num_scales=int(m.num_scales))
 
 
+def image_size_multiple(config) -> tuple[int, str]:
+  """(k, why): the DDPM U-Net takes image sizes that are multiples of k = 2 ** (len(ch_mult) - 1)."""
+  ch_mult = tuple(config.model.ch_mult)
+  return 2 ** (len(ch_mult) - 1), (f"the U-Net halves the resolution len(config.model.ch_mult) - 1 "
+                                   f"= {len(ch_mult) - 1} time(s) (config.model.ch_mult={ch_mult})")
+
+
 # --- score_sde_pytorch state dicts -----------------------------------------------
 
 def convert(state_dict: Mapping[str, Any], config) -> dict:

@@ -250,6 +250,17 @@ def build(config) -> NCSNpp:
       num_scales=int(m.num_scales))
 
 
+def image_size_multiple(config) -> tuple[int, str]:
+  """(k, why): the image sizes NCSN++/DDPM++ can take are the multiples of k.
+
+  The U-Net halves the resolution len(ch_mult) - 1 times and concatenates each
+  level's skips on the way up, so k = 2 ** (len(ch_mult) - 1).
+  """
+  ch_mult = tuple(config.model.ch_mult)
+  return 2 ** (len(ch_mult) - 1), (f"the U-Net halves the resolution len(config.model.ch_mult) - 1 "
+                                   f"= {len(ch_mult) - 1} time(s) (config.model.ch_mult={ch_mult})")
+
+
 def torch_module_order(model: NCSNpp) -> list[str]:
   """Flax module names in the order of score_sde_pytorch's `all_modules` ModuleList.
 

@@ -304,6 +304,18 @@ def build(config) -> NCSNv2:
       sigma_max=float(m.sigma_max), num_scales=int(m.num_scales))
 
 
+def image_size_multiple(config) -> tuple[int, str]:
+  """(k, why): the image sizes this NCSNv2 can take are the multiples of k.
+
+  Each level after the first whose dilation is 1 halves the resolution with a 2x2
+  mean pool (`ConvMeanPool`), which needs an even size; dilated levels keep it.
+  """
+  dilations = VARIANTS[config.model.name]["dilations"]
+  halvings = sum(1 for i, d in enumerate(dilations) if i > 0 and d == 1)
+  return 2 ** halvings, (f"it halves the resolution {halvings} time(s) (its levels' dilations "
+                         f"are {dilations}; each undilated level after the first mean-pools 2x2)")
+
+
 def convert(state_dict: Mapping[str, Any], config) -> dict:
   """{'params': ...} for `build(config)` from a score_sde_pytorch NCSNv2 state dict.
 
