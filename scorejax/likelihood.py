@@ -37,6 +37,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+from scorejax import checks
 from scorejax import sde as sde_lib
 from scorejax.sampling.solvers import evaluations_per_solve, get_solver
 
@@ -136,6 +137,11 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
   is per batch and an example's value depends on its batch mates only within the
   tolerance.
 
+  Examples whose input is not finite (any NaN or infinity) are replaced by zeros
+  for the solve, so that they do not enter the shared step-size control, and get
+  NaN for their `logp` and `z`; every other example's result is what it would be
+  without them (within the tolerance).
+
   Args:
     key: PRNG key; draws the Hutchinson probe (once per solve, fixed along the
       trajectory, as in FFJORD and score_sde). Unused by `divergence="exact"`.
@@ -154,22 +160,36 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
       round trip is needed.
 
   Returns:
-    logp: (B,) log-density in nats (NaN where the solve failed).
-    z: (B, *data_shape) the latents x(T).
+    logp: (B,) log-density in nats (NaN where the solve failed or the example is
+      not finite).
+    z: (B, *data_shape) the latents x(T) (NaN for examples that are not finite).
     nfe: int32 scalar, the number of evaluations of the ODE's right-hand side
       (each one score evaluation for the drift plus the divergence: one jvp for
       Hutchinson, D for exact), derived from `sol.stats['num_steps']` (see
       `solvers.evaluations_per_solve`). Under `vmap` over keys it is per solve.
+
+  Raises:
+    ValueError, before any work: an unknown `divergence` or `solver` (listing the
+    valid ones), x without a batch axis, eps outside (0, sde.T), or a score_fn
+    whose output is not shaped like x.
   """
   if divergence not in DIVERGENCES:
-    raise ValueError(f"divergence={divergence!r} is not one of {sorted(DIVERGENCES)}")
+    raise ValueError(f"log_likelihood: divergence={divergence!r} is not one of "
+                     f"{sorted(DIVERGENCES)}")
   if jnp.ndim(x) < 2:
-    raise ValueError(f"expected x of shape (B, *data_shape), got {jnp.shape(x)}")
+    raise ValueError(f"log_likelihood: expected x of shape (B, *data_shape), got {jnp.shape(x)}")
+  ode_solver = get_solver(solver)
+  checks.check_time_floor(eps, sde.T, where="log_likelihood", default=LIKELIHOOD_EPS)
   div_fn, probe_fn = DIVERGENCES[divergence]
   b = x.shape[0]
   x = jnp.asarray(x)
   dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+  checks.check_score_shape(score_fn, x.shape, dtype, where="log_likelihood")
   x = x.astype(dtype)
+  # A non-finite example would make the shared error norm NaN and fail every
+  # example's solve: it is solved as zeros and its results set to NaN below.
+  finite = jnp.all(jnp.isfinite(x.reshape(b, -1)), axis=-1)
+  x = jnp.where(sde_lib.batch_broadcast(finite, x), x, jnp.zeros_like(x))
   probe = None if probe_fn is None else probe_fn(key, x.shape, dtype)
   ode = sde.reverse(score_fn, probability_flow=True)
 
@@ -181,7 +201,6 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
     drift, div = div_fn(drift_fn, xt, probe)
     return drift, div
 
-  ode_solver = get_solver(solver)
   # An explicit first step (the PID controller adapts it from the first step on):
   # diffrax 0.7's automatic selection is bypassed for wrapped terms anyway and uses
   # 0.01; being explicit keeps `nfe` exact across diffrax versions.
@@ -195,7 +214,8 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
   z, delta = sol.ys[0][-1], sol.ys[1][-1]
   logp = sde.prior_logp(z) + delta
   ok = sol.result == diffrax.RESULTS.successful
-  logp = jnp.where(ok, logp, jnp.nan)
+  logp = jnp.where(ok & finite, logp, jnp.nan)
+  z = jnp.where(sde_lib.batch_broadcast(finite, z), z, jnp.nan)
   nfe = evaluations_per_solve(ode_solver, sol.stats["num_steps"]).astype(jnp.int32)
   return logp, z, nfe
 

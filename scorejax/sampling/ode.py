@@ -8,6 +8,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+from scorejax import checks
 from scorejax import sde as sde_lib
 from scorejax.sampling.denoise import tweedie_denoise
 from scorejax.sampling.schedules import SAMPLING_EPS
@@ -22,8 +23,23 @@ def solve_reverse_ode(sde: sde_lib.SDE, score_fn: Callable[[Array, Array], Array
   """Integrates the probability-flow ODE from T down to eps; returns (x_eps, nfe).
 
   Solved in the forward variable s = T - t (dx/ds = -f~(x, T - s)), so every
-  solver and controller integrates with increasing time.
+  solver and controller integrates with increasing time. Raises ValueError for
+  eps outside (0, sde.T), an unknown solver, or a score_fn not shaped like x_T.
   """
+  _check_ode_arguments(sde, score_fn, x_T.shape, x_T.dtype, eps, solver, "solve_reverse_ode")
+  return _solve_reverse_ode(sde, score_fn, x_T, eps=eps, rtol=rtol, atol=atol, solver=solver,
+                            max_steps=max_steps)
+
+
+def _check_ode_arguments(sde, score_fn, shape, dtype, eps, solver, where) -> None:
+  """The ODE samplers' argument checks, before any work (see `scorejax.checks`)."""
+  get_solver(solver)
+  checks.check_time_floor(eps, sde.T, where=where, default=SAMPLING_EPS)
+  checks.check_score_shape(score_fn, shape, dtype, where=where)
+
+
+def _solve_reverse_ode(sde, score_fn, x_T, *, eps, rtol, atol, solver, max_steps):
+  """`solve_reverse_ode` with its arguments already checked."""
   rsde = sde.reverse(score_fn, probability_flow=True)
   batch = x_T.shape[0]
   ode_solver = get_solver(solver)
@@ -48,10 +64,15 @@ def ode_sample(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Array], 
   The whole batch is one ODE state (one adaptive step size). With `denoise`, a
   final Tweedie step maps x_eps to E[x_0 | x_eps]. Returns (samples, nfe) with
   nfe the score evaluations per sample (one more with `denoise`).
+
+  Raises ValueError, before sampling, for eps outside (0, sde.T), an unknown
+  solver (listing the valid ones), or a score_fn whose output is not shaped like x.
   """
+  _check_ode_arguments(sde, score_fn, shape, checks.default_float_dtype(), eps, solver,
+                       "ode_sample")
   x_T = sde.prior_sampling(key, shape)
-  x, nfe = solve_reverse_ode(sde, score_fn, x_T, eps=eps, rtol=rtol, atol=atol,
-                             solver=solver, max_steps=max_steps)
+  x, nfe = _solve_reverse_ode(sde, score_fn, x_T, eps=eps, rtol=rtol, atol=atol,
+                              solver=solver, max_steps=max_steps)
   if denoise:
     x = tweedie_denoise(sde, score_fn, x, eps)
     nfe = nfe + 1
