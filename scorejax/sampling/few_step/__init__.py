@@ -23,9 +23,11 @@ the exact number of score evaluations per sample (a Python int).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 
 from scorejax import sde as sde_lib
 from scorejax.sampling.denoise import tweedie_denoise
@@ -50,15 +52,15 @@ class FewStepMethod:
 
 FEW_STEP_METHODS: dict[str, FewStepMethod] = {
     "euler": FewStepMethod(euler, "quadratic"),
-    "ddim": FewStepMethod(ddim, "log_snr"),
-    "heun": FewStepMethod(heun, "karras"),
+    "ddim": FewStepMethod(ddim, "quadratic"),
+    "heun": FewStepMethod(heun, "log_snr"),
     "dpm_solver_2": FewStepMethod(dpm_solver_2, "log_snr"),
     "dpm_solver_3": FewStepMethod(dpm_solver_3, "log_snr"),
     "dpm_solver++_2m": FewStepMethod(dpm_solver_pp_2m, "log_snr"),
     "dpm_solver++_3m": FewStepMethod(dpm_solver_pp_3m, "log_snr"),
     "dpm_solver++_2m_sde": FewStepMethod(dpm_solver_pp_2m_sde, "log_snr", stochastic=True),
     "unipc": FewStepMethod(unipc, "log_snr"),
-    "ipndm": FewStepMethod(ipndm, "karras"),
+    "ipndm": FewStepMethod(ipndm, "log_snr"),
 }
 
 
@@ -66,6 +68,25 @@ def default_method(sde: sde_lib.SDE, n_steps: int) -> str:
   """The recommended method for this SDE and step count (see docs/sampling.md's table)."""
   del sde
   return "unipc" if n_steps <= 25 else "dpm_solver++_3m"
+
+
+# The noise level sigma / alpha at which the few-step samplers stop by default: VE's
+# sigma_min and the VP SDE's level at t = SAMPLING_EPS (both ~0.01, log-SNR ~4.6).
+FINAL_NOISE = 0.01
+
+
+def default_eps(sde: sde_lib.SDE) -> float:
+  """The default time floor: where sigma / alpha falls to `FINAL_NOISE`, and >= `SAMPLING_EPS`.
+
+  This is SAMPLING_EPS = 1e-3 for VE (sigma_min = 0.01) and VP (sigma(1e-3) = 0.0105),
+  but 0.027 for sub-VP, whose sigma(t) ~ beta_min t is 1e-4 at t = 1e-3: at log-SNR
+  9.1 its grid would stretch over 4.5 units of log-SNR more than VP's, where nothing
+  is left to denoise, and a few-step grid uniform in log-SNR would spend a third of
+  its steps there (see docs/sampling.md for the measurements).
+  """
+  with jax.ensure_compile_time_eval():  # a Python float, also while tracing
+    t = float(sde.t_of_log_snr(jnp.asarray(-math.log(FINAL_NOISE), jnp.float32)))
+  return max(SAMPLING_EPS, t) if math.isfinite(t) else SAMPLING_EPS
 
 
 def few_step_sample(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Array], Array],
@@ -76,7 +97,7 @@ def few_step_sample(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Arr
 
   method: a `FEW_STEP_METHODS` name, or None for `default_method(sde, n_steps)`;
   schedule: a `TIME_SCHEDULES` name, or None for the method's; eps: the time floor
-  (None: `SAMPLING_EPS`); denoise: a final Tweedie step E[x_0 | x_eps] (one more
+  (None: `default_eps(sde)`); denoise: a final Tweedie step E[x_0 | x_eps] (one more
   evaluation); options: the method's own keywords (ddim's eta, heun's s_churn, ...,
   unipc's and ipndm's order). Returns (samples, nfe per sample).
   """
@@ -87,7 +108,7 @@ def few_step_sample(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Arr
   schedule = spec.schedule if schedule is None else schedule
   if schedule not in TIME_SCHEDULES:
     raise ValueError(f"schedule={schedule!r} is not one of {sorted(TIME_SCHEDULES)}")
-  eps = SAMPLING_EPS if eps is None else float(eps)
+  eps = default_eps(sde) if eps is None else float(eps)
   prior_key, key = jax.random.split(key)
   x_T = sde.prior_sampling(prior_key, shape)
   grid = Grid.of(sde, time_steps(sde, n_steps, schedule, eps))
@@ -98,4 +119,5 @@ def few_step_sample(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Arr
   return x, nfe
 
 
-__all__ = ["FEW_STEP_METHODS", "FewStepMethod", "default_method", "few_step_sample", "time_steps"]
+__all__ = ["FEW_STEP_METHODS", "FINAL_NOISE", "FewStepMethod", "default_eps", "default_method", "few_step_sample",
+           "time_steps"]
