@@ -2,7 +2,8 @@
 
     python bench/bench_few_step.py [--quick] [--n 65536] [--nfe 5,10,20,50]
         [--sdes VE,VP,subVP,cosine] [--methods unipc,...] [--schedules log_snr,...]
-        [--eps 1e-3] [--denoise] [--option lower_order_final=false] [--json out.json]
+        [--eps 1e-3] [--denoise] [--option lower_order_final=false] [--jsonl out.jsonl]
+    python bench/bench_few_step.py --render out*.jsonl [--schedules default] [...]
 
 For the 2-D imbalanced mixture (weights 0.2 / 0.8) and a 64-D mixture of 8 isotropic
 components (std 0.3, means on a radius-3 sphere, weights proportional to 1..8), under
@@ -26,7 +27,9 @@ Heun takes 2 evaluations per step). All configurations of one problem and SDE dr
 the same prior samples. The methods run on their time grid given as an argument of
 one jitted function per (method, n_steps), so the schedules share a compilation; the
 first method's run at the most steps is checked against `few_step_sample`'s output.
-Prints markdown; nothing is timed or asserted beyond that check.
+Prints markdown; nothing is timed or asserted beyond that check. `--jsonl` keeps every
+result, and `--render` prints the tables of such files (e.g. of one run split over
+processes by SDE and method), filtered by the same options.
 """
 
 from __future__ import annotations
@@ -142,6 +145,47 @@ def _ref_cell(r: dict) -> str:
   return f"[{r['nfe']}] {r['dlogp']:+.2f} / {r['tv']:.3f} / {r['sw']:.2f}"
 
 
+def _heading(floors: dict | None, pname: str, nfes: list[int]) -> str:
+  head = f"\n### {pname}"
+  if floors:
+    head += (f" (D = {floors['dim']}, n = {floors['n']}): floors TV {floors['tv_floor']:.3f}, "
+             f"SW2 {floors['sw_floor']:.4f}; E[log p0] = {floors['expected_logp']:.2f}")
+  return (head + "\n\n| SDE | method | schedule | " + " | ".join(f"{v} NFE" for v in nfes)
+          + " |\n| --- | --- | --- | " + " | ".join("---" for _ in nfes) + " |")
+
+
+def _block_rows(results: list[dict], sname: str, methods: list[str], schedules: list[str],
+                nfes: list[int]) -> list[str]:
+  """The table rows of one problem and SDE: the reference samplers, then method x schedule."""
+  lines = [f"| {sname} | {r['method']} | adaptive | {_ref_cell(r)} |" + " |" * (len(nfes) - 1)
+           for r in results if "nfe_target" not in r]
+  cells = {(r["method"], r["schedule"], r["nfe_target"]): r for r in results if "nfe_target" in r}
+  for method in methods:
+    default = FEW_STEP_METHODS[method].schedule
+    names = [default if sc == "default" else sc for sc in schedules]
+    for sched in dict.fromkeys(names):
+      if not any((method, sched, v) in cells for v in nfes):
+        continue
+      row = " | ".join(_cell(cells.get((method, sched, v)), v) for v in nfes)
+      lines.append(f"| {sname} | {method} | {sched}{' *' if sched == default else ''} | {row} |")
+  return lines
+
+
+def render(paths: list[str], problems: list[str], sdes: list[str], methods: list[str],
+           schedules: list[str], nfes: list[int]) -> None:
+  """Prints the tables of earlier runs' --jsonl files (e.g. runs split over processes)."""
+  records = [json.loads(line) for path in paths for line in open(path) if line.strip()]
+  for pname in problems:
+    floors = next((r for r in records if r["problem"] == pname and r.get("kind") == "floors"), None)
+    rows = [r for r in records if r["problem"] == pname and r.get("kind") != "floors"]
+    if not rows:
+      continue
+    print(_heading(floors, pname, nfes))
+    for sname in sdes:
+      block = [r for r in rows if r["sde"] == sname]
+      print("\n".join(_block_rows(block, sname, methods, schedules, nfes)))
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--n", type=int, default=None,
@@ -163,6 +207,9 @@ def main() -> None:
   parser.add_argument("--option", action="append", default=[],
                       help="KEY=VALUE passed to every method that takes KEY (repeatable)")
   parser.add_argument("--no-reference", action="store_true", help="skip the ODE and PC-1000 rows")
+  parser.add_argument("--render", nargs="+", default=None, metavar="JSONL",
+                      help="print the tables of these --jsonl files (filtered by the options "
+                      "above) instead of running anything")
   parser.add_argument("--jsonl", default=None, help="also append every result to this file, "
                       "one JSON object a line")
   args = parser.parse_args()
@@ -180,6 +227,11 @@ def main() -> None:
   for m in methods:
     if m not in FEW_STEP_METHODS:
       parser.error(f"unknown method {m!r}; valid: {sorted(FEW_STEP_METHODS)}")
+  if args.render:
+    print("cells: dlogp (nats) / weights TV / sliced W2 over its floor; [k]: exact NFE where it "
+          "differs from the column's; * = the method's default schedule")
+    render(args.render, problems, sdes, methods, schedules, nfes)
+    return
 
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}; n = {n} samples per run; "
         f"eps = {_eps_text(args)}; denoise = {args.denoise}; options = {options or '-'}")
@@ -199,21 +251,21 @@ def main() -> None:
     mix = PROBLEMS[pname]()
     judge = Judge(mix, n)
     shape = (n, mix.dim)
-    print(f"\n### {pname} (D = {mix.dim}): floors TV {judge.tv_floor:.3f}, "
-          f"SW2 {judge.sw_floor:.4f}; E[log p0] = {judge.expected_logp:.2f}\n")
-    print("| SDE | method | schedule | " + " | ".join(f"{v} NFE" for v in nfes) + " |")
-    print("| --- | --- | --- | " + " | ".join("---" for _ in nfes) + " |")
+    floors = {"problem": pname, "kind": "floors", "dim": mix.dim, "n": n,
+              "tv_floor": judge.tv_floor, "sw_floor": judge.sw_floor,
+              "expected_logp": judge.expected_logp}
+    record(floors)
+    print(_heading(floors, pname, nfes))
     for sname in sdes:
       sde = SDES[sname]
       score_fn = mixture.marginal_score_fn(mix, sde)
       eps = default_eps(sde) if args.eps is None else float(args.eps)
       if args.eps_log_snr is not None:
         eps = float(sde.t_of_log_snr(jnp.asarray(args.eps_log_snr)))
-      lines = []
+      block = []
       for method in methods:
         spec = FEW_STEP_METHODS[method]
         per = EVALS_PER_STEP.get(method, 1)
-        rows = {s: {} for s in schedules}
         sampler, opts = make_grid_sampler(sde, score_fn, method, shape, denoise=args.denoise,
                                           options=options)
         for nfe_target in nfes:
@@ -235,12 +287,7 @@ def main() -> None:
                  "eps": eps, "nfe_target": nfe_target, "n_steps": n_steps, "nfe": int(nfe),
                  **judge(x)}
             record(r)
-            rows[sched][nfe_target] = r
-        for sched in schedules:
-          sched_name = spec.schedule if sched == "default" else sched
-          mark = " *" if sched_name == spec.schedule else ""
-          cells = " | ".join(_cell(rows[sched].get(v), v) for v in nfes)
-          lines.append(f"| {sname} | {method} | {sched_name}{mark} | {cells} |")
+            block.append(r)
       if not args.no_reference:  # after the few-step rows: their compilation is the slowest
         refs = []
         for rname, fn in (("ODE tsit5 1e-5", functools.partial(ode_sample, eps=eps)),
@@ -249,9 +296,9 @@ def main() -> None:
           r = {"problem": pname, "sde": sname, "method": rname, "schedule": "", "eps": eps,
                "nfe": int(nfe), **judge(x)}
           record(r)
-          refs.append(f"| {sname} | {rname} | adaptive | {_ref_cell(r)} |" + " |" * (len(nfes) - 1))
-        lines = refs + lines
-      print("\n".join(lines), flush=True)
+          refs.append(r)
+        block = refs + block
+      print("\n".join(_block_rows(block, sname, methods, schedules, nfes)), flush=True)
   print(f"\n(* = the method's default schedule; {time.perf_counter() - start:.0f} s in all, "
         "compilation included)")
 
