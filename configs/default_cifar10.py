@@ -32,13 +32,15 @@ def get_config() -> ml_collections.ConfigDict:
   training.eval_freq = 100               # test-split loss every eval_freq steps (0: never)
 
   config.sampling = sampling = ml_collections.ConfigDict()
-  sampling.method = "pc"                 # 'pc' | 'ode'
+  sampling.method = "pc"                 # 'pc' | 'ode' | a few-step method ('unipc', ...; docs/sampling.md)
   sampling.predictor = "reverse_diffusion"  # 'euler_maruyama' | 'reverse_diffusion' | 'ancestral' | 'none'
   sampling.corrector = "langevin"        # 'langevin' | 'ald' | 'none'
   sampling.n_steps_each = 1              # corrector steps per predictor step
   sampling.noise_removal = True          # final Tweedie denoising step
   sampling.snr = 0.16                    # Langevin corrector's signal-to-noise ratio
   sampling.eps = 1e-3                    # time floor: samplers integrate from T down to eps
+  sampling.n_steps = 20                  # steps of a few-step method (1 evaluation each; heun 2)
+  sampling.schedule = "default"          # its time grid: 'default' (the method's) | 'log_snr' | 'karras' | ...
 
   # --mode=eval (scorejax.evaluation.loop). Fields that may be None are `blocks.optional`
   # or placeholders: `--config.eval.begin_ckpt=None`, `--config.eval.checkpoint_steps=[999]`.

@@ -60,7 +60,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   training.eval_freq = 250
 
   config.sampling = sampling = ml_collections.ConfigDict()
-  sampling.method = "pc"
+  sampling.method = "pc"              # or a few-step method, e.g. 'unipc' (docs/sampling.md)
   sampling.predictor = "euler_maruyama"  # model.num_scales steps from T to eps
   sampling.corrector = "none"
   sampling.n_steps_each = 1
@@ -69,6 +69,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   sampling.eps = 1e-3
   sampling.rtol = 1e-3                # for --config.sampling.method=ode
   sampling.atol = 1e-3
+  sampling.n_steps = 20               # for a few-step sampling.method
+  sampling.schedule = "default"       # the method's own time grid
 
   config.eval = evaluate = ml_collections.ConfigDict()
   evaluate.batch_size = 256          # of the 297 test digits; divisible by device counts

@@ -15,7 +15,8 @@ import jax
 
 from scorejax import models
 from scorejax import sde as sde_lib
-from scorejax.sampling import CORRECTORS, PREDICTORS, SAMPLING_METHODS
+from scorejax.sampling import CORRECTORS, FEW_STEP_METHODS, PREDICTORS, SAMPLING_METHODS
+from scorejax.sampling.from_config import few_step_schedule
 from scorejax.sampling.schedules import SAMPLING_EPS
 
 
@@ -51,6 +52,13 @@ def validate(config, *, device_count: int | None = None) -> None:
                         "set --config.training.continuous=True or likelihood_weighting=False")
   if str(s.method).lower() not in SAMPLING_METHODS:
     raise ConfigError(f"config.sampling.method={s.method!r} is not one of {SAMPLING_METHODS}")
+  if str(s.method).lower() in FEW_STEP_METHODS:
+    try:
+      few_step_schedule(s.get("schedule", None))
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+    if s.get("n_steps", None) is not None and int(s.n_steps) < 1:
+      raise ConfigError(f"config.sampling.n_steps={s.n_steps} must be at least 1")
   if str(s.method).lower() == "pc":
     if _name(s.predictor) not in PREDICTORS:
       raise ConfigError(f"config.sampling.predictor={s.predictor!r} is not one of {sorted(PREDICTORS)}")

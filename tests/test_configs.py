@@ -33,6 +33,8 @@ REMOVED = (
 ADDED = {
     "training.eps": 1e-5,         # time floor of the continuous DSM loss: t ~ U(eps, T)
     "sampling.eps": 1e-3,         # time floor where samplers stop
+    "sampling.n_steps": 20,       # steps of a few-step sampling.method
+    "sampling.schedule": "default",  # its time grid ('default': the method's own)
 }
 # Optional `--mode=eval` fields (None: unset) that scorejax.evaluation.loop always read with
 # a default of None; every config that evaluates images (it has eval.begin_ckpt) now
