@@ -165,8 +165,8 @@ def test_get_sampling_fn_checks_up_front():
   _raises(lambda: get_sampling_fn(_sampling_config(predictor="rk4"), sde, (4, 2)),
           "'rk4'", "reverse_diffusion")
   _raises(lambda: get_sampling_fn(_sampling_config(corrector="hmc"), sde, (4, 2)), "'hmc'", "langevin")
-  _raises(lambda: get_sampling_fn(_sampling_config(method="ddim"), sde, (4, 2)),
-          "config.sampling.method='ddim'", "'pc'")
+  _raises(lambda: get_sampling_fn(_sampling_config(method="plms"), sde, (4, 2)),
+          "config.sampling.method='plms'", "'pc'")
   sample = get_sampling_fn(_sampling_config(), sde, (4, 2))
   _raises(lambda: sample(jax.random.key(0), lambda x, t: -x[:, :1]), "returned shape (4, 1)")
   x, _ = sample(jax.random.key(0), _score(sde))
