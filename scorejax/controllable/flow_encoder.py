@@ -47,7 +47,11 @@ def _check_eps(sde: sde_lib.SDE, eps: float) -> None:
 def solve_forward_ode(sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *, eps: float,
                       rtol: float, atol: float, solver: str = "tsit5",
                       max_steps: int = 16384) -> tuple[Array, Array]:
-  """Integrates the probability-flow ODE from eps up to T; returns (x_T, nfe)."""
+  """Integrates the probability-flow ODE from eps up to T; returns (x_T, nfe).
+
+  A failed solve (e.g. `max_steps` reached) gives NaN latents rather than an exception,
+  as the likelihood's solve does.
+  """
   rsde = sde.reverse(score_fn, probability_flow=True)
   ode_solver = get_solver(solver)
   batch = x.shape[0]
@@ -59,8 +63,10 @@ def solve_forward_ode(sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *, eps: flo
   sol = diffrax.diffeqsolve(
       diffrax.ODETerm(vector_field), ode_solver, t0=eps, t1=sde.T, dt0=None, y0=x,
       stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-      saveat=diffrax.SaveAt(t1=True), max_steps=max_steps)
-  return sol.ys[-1], evaluations_per_solve(ode_solver, sol.stats["num_steps"])
+      saveat=diffrax.SaveAt(t1=True), max_steps=max_steps, throw=False)
+  ok = sol.result == diffrax.RESULTS.successful
+  return (jnp.where(ok, sol.ys[-1], jnp.nan),
+          evaluations_per_solve(ode_solver, sol.stats["num_steps"]))
 
 
 def _per_example(solve: Callable[[Array], tuple[Array, Array]], x: Array) -> tuple[Array, Array]:
