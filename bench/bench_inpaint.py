@@ -49,7 +49,8 @@ def _scores(mix, x, y, known):
   component = jnp.argmax(mix.responsibilities(x), -1)
   agree = jnp.sum((component == posterior.argmax(-1)) & sure) / jnp.sum(sure)
   calib = jnp.mean(jnp.take_along_axis(posterior, component[:, None], -1))
-  return float(agree), float(calib), float(jnp.mean(jnp.sum(posterior**2, -1))), float(jnp.mean(sure))
+  exact = jnp.mean(jnp.sum(posterior**2, -1))
+  return float(agree), float(calib), float(exact), float(jnp.mean(sure))
 
 
 def _rows(quick):

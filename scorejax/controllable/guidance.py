@@ -14,9 +14,9 @@ classifier_free_guided_score  Ho & Salimans 2022, Eq. 6:
                           with w = `scale`; w = 0 is the conditional score itself.
 reconstruction_guided_score   the score of p_t(x | known part of x_0 = y) for
                           inpainting, with p_t(y | x) approximated by a Gaussian around
-                          Tweedie's denoised estimate (Chung et al. 2023, "DPS", Eq. 9-10;
-                          Song et al. 2023, "Pi-GDM", Eq. 7-8; Ho et al. 2022, "Video
-                          diffusion models", Eq. 8).
+                          Tweedie's denoised estimate (diffusion posterior sampling, Chung
+                          et al. 2023; its Gaussian form in Pi-GDM, Song et al. 2023;
+                          reconstruction guidance, Ho et al. 2022, "Video diffusion models").
 """
 
 from __future__ import annotations
@@ -115,11 +115,12 @@ def reconstruction_guidance(sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, known
 
       grad log p_t(y | x) = J^T M (y - x0_hat(x)) / r_t^2,   J = d x0_hat / dx
 
-  (Chung et al. 2023, "DPS", Eq. 9-10; Song et al. 2023, "Pi-GDM", Eq. 7-8; Ho et al.
-  2022, "Video diffusion models", Eq. 8). r_t^2 is the posterior variance under a
-  N(0, data_var I) prior, data_var sigma^2 / (alpha^2 data_var + sigma^2) (Pi-GDM's
-  choice for data_var = 1), exact for Gaussian data of that variance and -> sigma^2 /
-  alpha^2 as t -> 0. The term is returned only where x is unknown (zero where known,
+  (the likelihood approximation of diffusion posterior sampling, Chung et al. 2023, in
+  the Gaussian form of Pi-GDM, Song et al. 2023; Ho et al. 2022's reconstruction
+  guidance is the same gradient with a hand-set weight). r_t^2 is the posterior
+  variance under a N(0, data_var I) prior, data_var sigma^2 / (alpha^2 data_var + sigma^2)
+  (Pi-GDM's choice for data_var = 1), exact for Gaussian data of that variance and
+  -> sigma^2 / alpha^2 as t -> 0. The term is returned only where x is unknown (zero where known,
   the part a sampler imposes itself).
 
   Costs one `score_fn` evaluation and one vector-Jacobian product through it.

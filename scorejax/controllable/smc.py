@@ -1,11 +1,12 @@
 """Inpainting by sequential Monte Carlo: exact in the limit of many particles.
 
-Condition the reverse process on the whole forward path of the known part (Trippe et
-al. 2023, "SMCDiff", Sec. 3.2; Wu et al. 2023, "Twisted diffusion samplers", Sec. 3.3).
+Condition the reverse process on the whole forward path of the known part (SMCDiff,
+Trippe et al. 2023), proposing with the guided drift as the twisted diffusion sampler
+does (Wu et al. 2023) but weighting by the known path instead of twisting functions.
 Draw one noising path of y at the grid times, y_i ~ p_{0 t_i}(. | y), jointly Gaussian
 through the forward transitions
 
-    y_i | y_{i+1} ~ N((alpha_i / alpha_{i+1}) y_{i+1}, sigma_i^2 - (alpha_i / alpha_{i+1})^2 sigma_{i+1}^2),
+    y_i | y_{i+1} ~ N(r_i y_{i+1}, sigma_i^2 - r_i^2 sigma_{i+1}^2),   r_i = alpha_i / alpha_{i+1},
 
 with y itself after the last step. Because the forward noise of the known
 coordinates is independent of the unknown ones, p(x_0 | y_0, ..., y_n) = p(x_0 | y): the
@@ -114,8 +115,9 @@ def smc_inpaint(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, known
     x_new = jnp.where(known_rep, y_next, mean + drift + batch_broadcast(g, x) * z)
     # log N(y_next; mean, G^2) on the known part + the proposal ratio on the unknown part.
     log_known = jnp.where(known_rep, -0.5 * jnp.square(y_next - mean) / g2, 0.0)
-    log_ratio = jnp.where(known_rep, 0.0,
-                          -batch_broadcast(g, x) * z * scale * guidance - 0.5 * drift * scale * guidance)
+    # log N(x; mean, G^2) - log N(x; mean + drift, G^2) at x = mean + drift + G z.
+    pull = scale * guidance
+    log_ratio = jnp.where(known_rep, 0.0, -batch_broadcast(g, x) * z * pull - 0.5 * drift * pull)
     log_w = log_w + jnp.sum((log_known + log_ratio).reshape(b, p, -1), axis=-1)
     x_mean = jnp.where(known_rep, y_next, mean + drift)
 
