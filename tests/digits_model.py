@@ -6,13 +6,14 @@ demonstrations of inpainting, guidance and inverse problems on the digits) share
 run instead of training their own. `trained_digits_workdir()` trains it once, through
 the command line exactly as the README's quick start does (`python -m scorejax.main
 --config=configs/digits.py`), into a cache directory keyed by the contents of the
-package and the configs, so a code change trains afresh and an unchanged tree reuses
-the run. A file lock makes concurrent pytest workers (pytest-xdist) wait for the one
+code that training runs (`TRAINING_CODE`), so a change there trains afresh and
+otherwise the run is reused (a change to the samplers does not retrain). A file lock makes concurrent pytest workers (pytest-xdist) wait for the one
 that trains; since a rerun of the same command resumes, an interrupted run is finished
 rather than restarted.
 
 `overrides` (e.g. `("--config.training.likelihood_weighting=True",)`) train a variant
-in its own cache directory.
+in its own cache directory. While developing, `SCOREJAX_TEST_DIGITS_WORKDIR` may name
+a finished run of the plain config to use instead.
 """
 
 from __future__ import annotations
@@ -26,19 +27,28 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 1800
+# What a digits training run depends on (paths relative to the repository root).
+TRAINING_CODE = ("configs", "scorejax/models", "scorejax/training", "scorejax/data",
+                 "scorejax/losses.py", "scorejax/sde.py", "scorejax/parameterization.py",
+                 "scorejax/main.py")
 
 
-def _tree_digest(*dirs: str) -> str:
+def _files(top: str):
+  path = os.path.join(ROOT, top)
+  if os.path.isfile(path):
+    yield path
+  for base, subdirs, files in os.walk(path):
+    subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
+    yield from (os.path.join(base, n) for n in sorted(files) if n.endswith(".py"))
+
+
+def _code_digest(paths) -> str:
   digest = hashlib.sha256()
-  for top in dirs:
-    for base, subdirs, files in os.walk(os.path.join(ROOT, top)):
-      subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
-      for name in sorted(files):
-        if name.endswith(".py"):
-          path = os.path.join(base, name)
-          digest.update(os.path.relpath(path, ROOT).encode())
-          with open(path, "rb") as f:
-            digest.update(f.read())
+  for top in paths:
+    for path in _files(top):
+      digest.update(os.path.relpath(path, ROOT).encode())
+      with open(path, "rb") as f:
+        digest.update(f.read())
   return digest.hexdigest()[:16]
 
 
@@ -50,8 +60,10 @@ def cache_root() -> str:
 def trained_digits_workdir(overrides: tuple[str, ...] = (), *,
                            config: str = "configs/digits.py") -> str:
   """The workdir of a finished `config` run with `overrides` (trained here if needed)."""
+  if not overrides and config == "configs/digits.py" and os.environ.get("SCOREJAX_TEST_DIGITS_WORKDIR"):
+    return os.environ["SCOREJAX_TEST_DIGITS_WORKDIR"]
   key = hashlib.sha256("\0".join((config,) + tuple(overrides)).encode()).hexdigest()[:8]
-  workdir = os.path.join(cache_root(), f"digits-{_tree_digest('scorejax', 'configs')}-{key}")
+  workdir = os.path.join(cache_root(), f"digits-{_code_digest(TRAINING_CODE)}-{key}")
   os.makedirs(cache_root(), exist_ok=True)
   done = os.path.join(workdir, "TRAINED")
   with open(os.path.join(cache_root(), f"{os.path.basename(workdir)}.lock"), "w") as lock:
