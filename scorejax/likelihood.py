@@ -24,12 +24,15 @@ The whole batch is integrated as one ODE state `(x, delta)` with one adaptive
 end to end and vmappable over keys.
 
 By default the ODE is integrated in TrigFlow's angle phi = arctan(sigma / (0.5 alpha))
-with the state y = x / r(t) (`scorejax.sampling.ode_time`), where it is smoothest;
-the divergence is then taken with respect to y and the state scaling adds its exact
-log-determinant D log(r(T) / r(eps)), so the value is that of Eq. 39. At the default
-tolerances this is 3-20x more accurate than integrating in t, with 0.7-1.2x the
-evaluations; at score_sde's accuracy it takes 0.6-1.1x score_sde's evaluations
-(bench/bench_likelihood.py). `time_variable="t"` is the earlier solver.
+with the state y = x / r(t) (`scorejax.sampling.ode_time`); the divergence is then
+taken with respect to y and the state scaling adds its exact log-determinant
+D log(r(T) / r(eps)), so the value is that of Eq. 39. On 48-D mixtures at the default
+tolerances this takes 97-103 evaluations under every SDE (t: 97-163; fewer under VE
+and sub-VP) with errors of the same order (mean 0.5-1.7e-4 nats per point, worst
+<= 1.1e-3, bias <= 4e-5; 3x smaller than t's under VE, up to 3.5x larger in the mean
+under the VP family), and Gaussian Hutchinson probes have far less variance, since
+the log-determinant is not estimated (bench/bench_likelihood.py).
+`time_variable="t"` is the earlier solver.
 
 Note: the value is the log-density of the *model* defined by the ODE and the
 prior, log p_eps(x) + log pi(z) - log p_T(z) when the score is exact; it equals
@@ -147,8 +150,8 @@ def _max_per_example_state_or_density(state: tuple[Array, Array]) -> Array:
 # delta integrated per dimension). "t" is the earlier solver, unchanged. Started
 # from the data, the I controller rejected about one step in three; the PI
 # coefficients (0.2, 0.4) (Soderlind 2002, listed in diffrax's docs) with safety 0.75
-# reject fewer: on 48-D mixtures at rtol = atol = 1e-5, 109 evaluations with errors
-# 2-4x smaller than the I controller's 109-115 (bench/bench_likelihood.py).
+# reject fewer: on 48-D mixtures at rtol = atol = 1e-5, 97-103 evaluations against
+# the I controller's 103-127, with ~1.5x smaller errors.
 _LIKELIHOOD_CONTROL = {
     "t": (0.01, {}, False),
     "log_snr": (0.15, dict(pcoeff=0.2, icoeff=0.4, safety=0.75), True),
