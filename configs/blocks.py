@@ -1,4 +1,5 @@
-"""Blocks of fields that several configs share: the networks, NCSNv2's recipe, Adam.
+"""Blocks of fields that several configs share: the networks, NCSNv2's recipe, Adam, and
+`optional()`, the field that may be None.
 
 An experiment adds a network's fields to its dataset default's SDE fields with
 `config.model.update(blocks.ncsnpp(...))`; keyword arguments change fields of the
@@ -11,6 +12,21 @@ as `default_cifar10.py`'s are for the others.
 from typing import Any
 
 import ml_collections
+from ml_collections import config_dict
+
+
+def optional(default: Any = None) -> config_dict.FieldReference:
+  """A field that may be None: `--config.eval.begin_ckpt=5`, `=[2000, 4000]` and `=None`
+  all override it.
+
+  ml_collections fixes a field's type by its default and then refuses any other: a
+  plain None refuses `--config.eval.begin_ckpt=5`, an int refuses `=None`. This
+  field (of type `object`) takes any Python literal from the command line (a
+  string that is not one stays a string); the code reading it checks the value
+  (e.g. `scorejax.evaluation.loop.EvalSettings.from_config`). Paths, which are
+  strings or unset, use `config_dict.placeholder(str)`.
+  """
+  return config_dict.FieldReference(default, field_type=object)
 
 
 def _changed(block: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

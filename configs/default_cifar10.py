@@ -32,23 +32,37 @@ def get_config() -> ml_collections.ConfigDict:
   training.eval_freq = 100               # test-split loss every eval_freq steps (0: never)
 
   config.sampling = sampling = ml_collections.ConfigDict()
-  sampling.method = "pc"                 # 'pc' | 'ode'
+  sampling.method = "pc"                 # 'pc' | 'ode' | a few-step method ('unipc', ...; docs/sampling.md)
   sampling.predictor = "reverse_diffusion"  # 'euler_maruyama' | 'reverse_diffusion' | 'ancestral' | 'none'
   sampling.corrector = "langevin"        # 'langevin' | 'ald' | 'none'
   sampling.n_steps_each = 1              # corrector steps per predictor step
   sampling.noise_removal = True          # final Tweedie denoising step
   sampling.snr = 0.16                    # Langevin corrector's signal-to-noise ratio
   sampling.eps = 1e-3                    # time floor: samplers integrate from T down to eps
+  sampling.n_steps = 20                  # steps of a few-step method (1 evaluation each; heun 2)
+  sampling.schedule = "default"          # its time grid: 'default' (the method's) | 'log_snr' | 'karras' | ...
 
+  # --mode=eval (scorejax.evaluation.loop). Fields that may be None are `blocks.optional`
+  # or placeholders: `--config.eval.begin_ckpt=None`, `--config.eval.checkpoint_steps=[999]`.
   config.eval = evaluate = ml_collections.ConfigDict()
-  evaluate.begin_ckpt = 9                # checkpoints begin_ckpt..end_ckpt, in units of snapshot_freq
-  evaluate.end_ckpt = 26
-  evaluate.batch_size = 1024
+  evaluate.begin_ckpt = blocks.optional(9)  # checkpoints begin_ckpt..end_ckpt, in units of snapshot_freq
+  evaluate.end_ckpt = blocks.optional(26)   # (None: every kept checkpoint)
+  evaluate.checkpoint_steps = blocks.optional()  # a list of real steps instead, e.g. [500000]
+  evaluate.batch_size = 1024             # global: a multiple of the device count
   evaluate.enable_sampling = False       # FID/IS/KID of num_samples samples
   evaluate.num_samples = 50000
   evaluate.enable_loss = True            # test-split loss of the EMA parameters
   evaluate.enable_bpd = False            # bits/dim by the probability-flow ODE
   evaluate.bpd_dataset = "test"
+  evaluate.bpd_max_examples = blocks.optional()  # bits/dim of at most this many examples (None: all)
+  # Sample metrics: feature spaces ('inception', 'digits_classifier'; None: by dataset), their
+  # reference statistics (from --mode=fid_stats; None: computed once under workdir/eval), the
+  # FID Inception weights (None: $SCOREJAX_INCEPTION_WEIGHTS) and the digits classifier's cache.
+  evaluate.feature_kinds = config_dict.placeholder(str)  # e.g. 'inception,digits_classifier'
+  evaluate.stats_path = config_dict.placeholder(str)
+  evaluate.digits_stats_path = config_dict.placeholder(str)
+  evaluate.inception_weights = config_dict.placeholder(str)
+  evaluate.cache_dir = config_dict.placeholder(str)
 
   config.data = data = ml_collections.ConfigDict()
   data.dataset = "CIFAR10"

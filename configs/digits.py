@@ -36,6 +36,7 @@ test runs.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from configs import blocks, smoke
 
@@ -59,7 +60,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   training.eval_freq = 250
 
   config.sampling = sampling = ml_collections.ConfigDict()
-  sampling.method = "pc"
+  sampling.method = "pc"              # or a few-step method, e.g. 'unipc' (docs/sampling.md)
   sampling.predictor = "euler_maruyama"  # model.num_scales steps from T to eps
   sampling.corrector = "none"
   sampling.n_steps_each = 1
@@ -68,21 +69,26 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   sampling.eps = 1e-3
   sampling.rtol = 1e-3                # for --config.sampling.method=ode
   sampling.atol = 1e-3
+  sampling.n_steps = 20               # for a few-step sampling.method
+  sampling.schedule = "default"       # the method's own time grid
 
   config.eval = evaluate = ml_collections.ConfigDict()
   evaluate.batch_size = 256          # of the 297 test digits; divisible by device counts
   evaluate.num_samples = 512         # --mode=eval: 2 rounds of 256 samples per checkpoint
-  evaluate.begin_ckpt = None         # None: evaluate every kept checkpoint
-  evaluate.end_ckpt = None
-  evaluate.checkpoint_steps = None   # or a list of real steps, e.g. [2000]
+  evaluate.begin_ckpt = blocks.optional()  # None: evaluate every kept checkpoint
+  evaluate.end_ckpt = blocks.optional()
+  evaluate.checkpoint_steps = blocks.optional()  # or a list of real steps, e.g. [2000]
   evaluate.enable_loss = True
   evaluate.enable_sampling = True    # fd_digits_classifier (not FID: no Inception offline)
   evaluate.enable_bpd = True         # exact bits/dim on the test split
   evaluate.bpd_dataset = "test"
   evaluate.bpd_num_repeats = 1
-  evaluate.bpd_max_examples = 256    # --config.eval.bpd_max_examples=None for all 297
-  evaluate.stats_path = None
-  evaluate.digits_stats_path = None
+  evaluate.bpd_max_examples = blocks.optional(256)  # --config.eval.bpd_max_examples=None for all 297
+  evaluate.feature_kinds = config_dict.placeholder(str)  # None: 'digits_classifier'
+  evaluate.stats_path = config_dict.placeholder(str)
+  evaluate.digits_stats_path = config_dict.placeholder(str)  # None: computed once under workdir/eval
+  evaluate.inception_weights = config_dict.placeholder(str)
+  evaluate.cache_dir = config_dict.placeholder(str)  # digits classifier cache; None: ~/.cache/scorejax
 
   config.data = data = ml_collections.ConfigDict()
   data.dataset = "DIGITS"

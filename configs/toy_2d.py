@@ -45,6 +45,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   sampling.eps = 1e-3
   sampling.rtol = 1e-5
   sampling.atol = 1e-5
+  sampling.n_steps = 20             # for a few-step sampling.method ('unipc', ...)
+  sampling.schedule = "default"
 
   config.eval = evaluate = ml_collections.ConfigDict()
   evaluate.batch_size = 512

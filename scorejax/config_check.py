@@ -1,10 +1,23 @@
-"""Up-front validation of a config: every error names the field and the fix."""
+"""Up-front validation of a config: every error names the field and the fix.
+
+`validate(config)` runs before any work (the command line calls it first). It
+refuses unknown names, SDE parameters the schedule cannot run with, networks
+conditioned on labels the SDE does not give them (`_check_labels`), image sizes
+the architecture cannot take, and batch sizes that cannot be split over the
+devices.
+"""
 
 from __future__ import annotations
 
+import math
+
+import jax
+
 from scorejax import models
 from scorejax import sde as sde_lib
-from scorejax.sampling import CORRECTORS, PREDICTORS, SAMPLING_METHODS
+from scorejax.sampling import CORRECTORS, FEW_STEP_METHODS, PREDICTORS, SAMPLING_METHODS
+from scorejax.sampling.from_config import few_step_schedule
+from scorejax.sampling.schedules import SAMPLING_EPS
 
 
 class ConfigError(ValueError):
@@ -15,8 +28,12 @@ def _name(v) -> str:
   return "none" if v is None else str(v).lower()
 
 
-def validate(config) -> None:
-  """Raises ConfigError for unknown names and incompatible combinations."""
+def validate(config, *, device_count: int | None = None) -> None:
+  """Raises ConfigError for unknown names and incompatible combinations.
+
+  `device_count` is the number of devices batches are split over (default
+  `jax.device_count()`, all devices of all processes).
+  """
   t, m, s = config.training, config.model, config.sampling
   sde_name = str(t.sde).lower()
   if sde_name not in sde_lib.SDES:
@@ -35,6 +52,13 @@ def validate(config) -> None:
                         "set --config.training.continuous=True or likelihood_weighting=False")
   if str(s.method).lower() not in SAMPLING_METHODS:
     raise ConfigError(f"config.sampling.method={s.method!r} is not one of {SAMPLING_METHODS}")
+  if str(s.method).lower() in FEW_STEP_METHODS:
+    try:
+      few_step_schedule(s.get("schedule", None))
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+    if s.get("n_steps", None) is not None and int(s.n_steps) < 1:
+      raise ConfigError(f"config.sampling.n_steps={s.n_steps} must be at least 1")
   if str(s.method).lower() == "pc":
     if _name(s.predictor) not in PREDICTORS:
       raise ConfigError(f"config.sampling.predictor={s.predictor!r} is not one of {sorted(PREDICTORS)}")
@@ -49,3 +73,143 @@ def validate(config) -> None:
   for field in ("batch_size", "n_iters", "snapshot_freq", "snapshot_freq_for_preemption", "log_freq"):
     if int(t[field]) <= 0:
       raise ConfigError(f"config.training.{field}={t[field]} must be positive")
+  if config.get("eval") is not None and "batch_size" in config.eval:
+    if int(config.eval.batch_size) <= 0:
+      raise ConfigError(f"config.eval.batch_size={config.eval.batch_size} must be positive")
+  _check_sde(config, sde_name)
+  _check_labels(config, sde_name)
+  _check_image_size(config)
+  _check_batches(config, jax.device_count() if device_count is None else int(device_count))
+
+
+def _check_sde(config, sde_name: str) -> None:
+  """The SDE's parameters (config.model.*) and the time floors within (0, T)."""
+  m = config.model
+  if int(m.num_scales) < 1:
+    raise ConfigError(f"config.model.num_scales={m.num_scales} must be >= 1 (the number N of "
+                      "noise levels / discretization steps: the discrete chains, the samplers' "
+                      "steps and NCSN's sigma table); set --config.model.num_scales, e.g. 1000")
+  try:
+    sde = sde_lib.sde_from_config(config)
+  except sde_lib.ScheduleError as e:
+    raise ConfigError(str(e)) from None
+  for section, default in (("training", 1e-5), ("sampling", SAMPLING_EPS)):
+    eps = config[section].get("eps")
+    if eps is not None and not (math.isfinite(float(eps)) and 0.0 < float(eps) < sde.T):
+      raise ConfigError(f"config.{section}.eps={eps} must lie in (0, T) = (0, {sde.T:g}) for "
+                        f"config.training.sde={sde_name!r} (the time floor); set "
+                        f"--config.{section}.eps, e.g. {default:g}")
+
+
+# What score_sde's networks receive as labels (`SDE.model_labels`), per the SDE's
+# discrete chain and config.training.continuous:
+_LABELS = {
+    "sigma_index": "integer indices into the decreasing sigma table (NCSN's SMLD labels)",
+    "sigma": "the noise level sigma(t) itself (floats)",
+    "time": "999 t (floats in [0, 999])",
+    "step": "the DDPM step index i = floor(t (N - 1)), increasing with t while the sigma "
+            "table decreases",
+}
+
+
+def _labels_given(sde_name: str, continuous: bool) -> str:
+  chain = sde_lib.SDES[sde_name].chain
+  if chain == "smld":
+    return "sigma" if continuous else "sigma_index"
+  if chain == "ddpm" and not continuous:
+    return "step"
+  return "time"  # VP / sub-VP / cosine continuous (sub-VP also discretely, in score_sde)
+
+
+def _labels_needed(m) -> tuple[set[str], str, str, str] | None:
+  """(accepted label kinds, what the network does with its labels, what goes wrong
+  with other labels, a model-side fix), or None where any labels will do.
+
+  From the networks' code: NCSNv2 (always), the DDPM U-Net with scale_by_sigma and
+  NCSN++ with the positional embedding and scale_by_sigma divide their output by
+  sigmas[label] of a model.num_scales-entry table; the Fourier embeddings (NCSN++,
+  MLP) embed log(label); scale_by_sigma with the Fourier embedding (and the MLP's)
+  divides by the label itself.
+  """
+  name = m.name
+  scale = bool(m.get("scale_by_sigma", False))
+  embedding = str(m.get("embedding_type", "positional")).lower()
+  table = (f"divides its output by sigmas[label] of its {m.num_scales}-entry sigma table "
+           "(config.model.num_scales)")
+  wrong_index = ("these are not indices into that table: JAX clamps the out-of-range ones "
+                 "and the others select the wrong sigma")
+  if name.startswith("ncsnv2"):
+    return {"sigma_index"}, f"(NCSN, noise-conditional) {table}", wrong_index, ""
+  if name == "ddpm" and scale:
+    return ({"sigma_index"}, f"with config.model.scale_by_sigma=True {table}", wrong_index,
+            " or --config.model.scale_by_sigma=False")
+  if name == "ncsnpp" and scale and embedding == "positional":
+    return ({"sigma_index"}, ("with config.model.embedding_type='positional' and "
+                              f"config.model.scale_by_sigma=True {table}"), wrong_index,
+            " or --config.model.scale_by_sigma=False")
+  if scale and (name == "mlp" or (name == "ncsnpp" and embedding == "fourier")):
+    return ({"sigma"}, "with config.model.scale_by_sigma=True divides its output by the label",
+            "the output would be divided by a number that is not the noise level",
+            " or --config.model.scale_by_sigma=False")
+  if name in ("ncsnpp", "mlp") and embedding == "fourier":
+    return ({"sigma", "time"}, "with config.model.embedding_type='fourier' embeds log(label)",
+            "integer labels include 0, whose log is -inf",
+            " or --config.model.embedding_type=positional")
+  return None
+
+
+def _check_labels(config, sde_name: str) -> None:
+  """Refuses a network conditioned on labels the SDE and training mode do not give it.
+
+  E.g. NCSNv2 with the continuous VP SDE would get labels 999 t for its 232-entry
+  sigma table: JAX clamps the out-of-range index and the run trains without a word.
+  """
+  need = _labels_needed(config.model)
+  if need is None:
+    return
+  accepted, what, consequence, model_fix = need
+  continuous = bool(config.training.continuous)
+  given = _labels_given(sde_name, continuous)
+  if given in accepted:
+    return
+  if accepted == {"sigma_index"}:
+    sde_fix = "--config.training.sde=vesde --config.training.continuous=False (SMLD training)"
+  elif accepted == {"sigma"}:
+    sde_fix = "--config.training.sde=vesde --config.training.continuous=True"
+  else:
+    sde_fix = "--config.training.continuous=True"
+  raise ConfigError(
+      f"config.model.name={config.model.name!r} {what}, but with config.training.sde="
+      f"{sde_name!r} and config.training.continuous={continuous} its labels are "
+      f"{_LABELS[given]}; {consequence}. Set {sde_fix}{model_fix}")
+
+
+def _check_image_size(config) -> None:
+  """Image sizes the architecture can take (`models.image_size_multiple`)."""
+  rule = models.image_size_multiple(config)
+  if rule is None:
+    return
+  multiple, why = rule
+  size = int(config.data.image_size)
+  if size < 1 or size % multiple:
+    lower = max(multiple, size // multiple * multiple)
+    raise ConfigError(
+        f"config.data.image_size={config.data.image_size} cannot be taken by "
+        f"config.model.name={config.model.name!r}: {why}, so the valid sizes are the multiples "
+        f"of {multiple}; set --config.data.image_size to one (e.g. {lower} or "
+        f"{lower + multiple})" + (" or shorten config.model.ch_mult" if "ch_mult" in why else ""))
+
+
+def _check_batches(config, n_devices: int) -> None:
+  """Global batches are split evenly over all devices (`training.parallel.check_global_batch`)."""
+  sections = [("training", config.training)]
+  if config.get("eval") is not None and "batch_size" in config.eval:
+    sections.append(("eval", config.eval))
+  for name, section in sections:
+    size = int(section.batch_size)
+    if size % n_devices:
+      up = -(-size // n_devices) * n_devices
+      raise ConfigError(
+          f"config.{name}.batch_size={size} must be divisible by the number of devices "
+          f"({n_devices}): each batch is split evenly over all devices; set "
+          f"--config.{name}.batch_size to a multiple of {n_devices}, e.g. {up}")

@@ -48,6 +48,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+from scorejax import checks
 from scorejax import sde as sde_lib
 from scorejax.sampling.ode_time import SIGMA_DATA, get_time_variable
 from scorejax.sampling.solvers import evaluations_per_solve, get_solver
@@ -177,6 +178,11 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
   error control holds for every example, so `nfe` is per batch and an example's
   value depends on its batch mates only within the tolerance.
 
+  Examples whose input is not finite (any NaN or infinity) are replaced by zeros
+  for the solve, so that they do not enter the shared step-size control, and get
+  NaN for their `logp` and `z`; every other example's result is what it would be
+  without them (within the tolerance).
+
   Args:
     key: PRNG key; draws the Hutchinson probe (once per solve, fixed along the
       trajectory, as in FFJORD and score_sde). Unused by `divergence="exact"`.
@@ -201,24 +207,38 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
     sigma_data: the data std assumed by "angle" (0.5: data in [-1, 1]).
 
   Returns:
-    logp: (B,) log-density in nats (NaN where the solve failed).
-    z: (B, *data_shape) the latents x(T).
+    logp: (B,) log-density in nats (NaN where the solve failed or the example is
+      not finite).
+    z: (B, *data_shape) the latents x(T) (NaN for examples that are not finite).
     nfe: int32 scalar, the number of evaluations of the ODE's right-hand side
       (each one score evaluation for the drift plus the divergence: one jvp for
       Hutchinson, D for exact), derived from `sol.stats['num_steps']` (see
       `solvers.evaluations_per_solve`). Under `vmap` over keys it is per solve.
+
+  Raises:
+    ValueError, before any work: an unknown `divergence`, `solver` or
+    `time_variable` (listing the valid ones), x without a batch axis, eps outside (0, sde.T), or a score_fn
+    whose output is not shaped like x.
   """
   if divergence not in DIVERGENCES:
-    raise ValueError(f"divergence={divergence!r} is not one of {sorted(DIVERGENCES)}")
+    raise ValueError(f"log_likelihood: divergence={divergence!r} is not one of "
+                     f"{sorted(DIVERGENCES)}")
   if jnp.ndim(x) < 2:
-    raise ValueError(f"expected x of shape (B, *data_shape), got {jnp.shape(x)}")
+    raise ValueError(f"log_likelihood: expected x of shape (B, *data_shape), got {jnp.shape(x)}")
+  ode_solver = get_solver(solver)
+  checks.check_time_floor(eps, sde.T, where="log_likelihood", default=LIKELIHOOD_EPS)
   div_fn, probe_fn = DIVERGENCES[divergence]
   tv = get_time_variable(time_variable, sde, sigma_data)
   b = x.shape[0]
   x = jnp.asarray(x)
   dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+  checks.check_score_shape(score_fn, x.shape, dtype, where="log_likelihood")
   x = x.astype(dtype)
   d = math.prod(x.shape[1:])
+  # A non-finite example would make the shared error norm NaN and fail every
+  # example's solve: it is solved as zeros and its results set to NaN below.
+  finite = jnp.all(jnp.isfinite(x.reshape(b, -1)), axis=-1)
+  x = jnp.where(sde_lib.batch_broadcast(finite, x), x, jnp.zeros_like(x))
   probe = None if probe_fn is None else probe_fn(key, x.shape, dtype)
   first_step, control, per_dim = _LIKELIHOOD_CONTROL[time_variable]
   # s = sign * u grows from eps to T.
@@ -232,7 +252,6 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
     drift, div = div_fn(drift_fn, yt, probe)
     return drift.astype(dtype), (div * delta_scale).astype(dtype)
 
-  ode_solver = get_solver(solver)
   t_eps, t_T = jnp.asarray(eps, dtype), jnp.asarray(sde.T, dtype)
   s0, s1 = sign * tv.u_of_t(t_eps), sign * tv.u_of_t(t_T)
   if time_variable == "t":
@@ -252,7 +271,8 @@ def log_likelihood(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, x: Array, *,
   z = y * jnp.exp(log_c_T)
   logp = sde.prior_logp(z) + delta + d * (log_c_T - log_c_eps)
   ok = sol.result == diffrax.RESULTS.successful
-  logp = jnp.where(ok, logp, jnp.nan)
+  logp = jnp.where(ok & finite, logp, jnp.nan)
+  z = jnp.where(sde_lib.batch_broadcast(finite, z), z, jnp.nan)
   nfe = evaluations_per_solve(ode_solver, sol.stats["num_steps"]).astype(jnp.int32)
   return logp, z, nfe
 

@@ -4,7 +4,7 @@ r"""The command line: train, evaluate, sample, bits/dim, reference statistics.
     python -m scorejax.main --config=configs/digits.py --workdir=runs/digits \
         --config.training.n_iters=2000
     python -m scorejax.main --config=... --workdir=DIR --mode=eval      # samples, FID/IS/KID, bpd
-    python -m scorejax.main --config=... --workdir=DIR --mode=sample    # a sample grid
+    python -m scorejax.main --config=... --workdir=DIR --mode=sample    # DIR/samples/sample_mode/
     python -m scorejax.main --config=configs/vp_cifar10.py --workdir=runs/vp --mode=likelihood \
         --checkpoint=26 --split=test --divergence=hutchinson_rademacher --num_repeats=5
     python -m scorejax.main --config=configs/ve_cifar10.py --mode=fid_stats --split=train \

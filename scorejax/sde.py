@@ -43,14 +43,25 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import operator
 from typing import Callable, ClassVar, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scorejax.checks import static_float
+
 Array = jax.Array
 ScoreFn = Callable[[Array, Array], Array]
+
+
+class ScheduleError(ValueError):
+  """An SDE constructor argument the schedule cannot run with; `argument` names it."""
+
+  def __init__(self, message: str, argument: str = ""):
+    super().__init__(message)
+    self.argument = argument
 
 
 def check_per_example(x: Array, t: Array) -> None:
@@ -91,7 +102,9 @@ class SDE(abc.ABC):
 
   Subclasses are frozen dataclasses whose last fields are `N: int` (the default
   number of discretization steps) and `T: float` (the end time), and define the
-  schedule methods marked abstract below.
+  schedule methods marked abstract below. Constructing one checks its parameters
+  (`__post_init__`, a subclass's `_check_schedule`): invalid ones raise
+  `ScheduleError` naming the argument, before anything is computed with them.
   """
 
   # The SDE's name in messages and figures ("VE", "sub-VP", ...).
@@ -102,6 +115,45 @@ class SDE(abc.ABC):
   # score_sde's discrete chain of this SDE: "smld", "ddpm" or None (no discrete
   # losses or ancestral sampling).
   chain: ClassVar[str | None] = None
+
+  # --- constructor checks ----------------------------------------------------------
+  def __post_init__(self) -> None:
+    """Refuses parameters the schedule cannot run with, naming the argument and the fix.
+
+    Only static values are checked (Python numbers, concrete arrays); a traced one
+    (constructed inside `jax.jit`) is skipped.
+    """
+    if not isinstance(self.N, jax.core.Tracer):
+      try:
+        n = operator.index(self.N)
+      except TypeError:  # a float, a string, ...
+        n = 0
+      if n < 1:
+        self._refuse("N", f"N={self.N!r} must be an integer >= 1 (the default number of "
+                     "discretization steps, score_sde's model.num_scales)")
+    self._check_positive("T", "the end time; the default is 1.0")
+    self._check_schedule()
+
+  def _check_schedule(self) -> None:
+    """Checks of a subclass's own parameters (raises `ScheduleError`)."""
+
+  def _refuse(self, argument: str, message: str) -> None:
+    raise ScheduleError(f"{type(self).__name__}: {message}", argument)
+
+  def _static(self, argument: str) -> float | None:
+    """The field `argument` as a float (None where traced); non-numbers are refused."""
+    value = getattr(self, argument)
+    try:
+      return static_float(value)
+    except (TypeError, ValueError):
+      self._refuse(argument, f"{argument}={value!r} must be a number")
+
+  def _check_positive(self, argument: str, meaning: str) -> float | None:
+    value = self._static(argument)
+    if value is not None and not (math.isfinite(value) and value > 0):
+      self._refuse(argument, f"{argument}={getattr(self, argument)!r} must be positive and "
+                   f"finite ({meaning})")
+    return value
 
   # --- the schedule (t is a scalar or any array; elementwise) --------------------
   @abc.abstractmethod
@@ -237,6 +289,15 @@ class VESDE(SDE):
   model_output: ClassVar[str] = "score"
   chain: ClassVar[str | None] = "smld"
 
+  def _check_schedule(self) -> None:
+    """0 < sigma_min < sigma_max < inf: sigma(t) grows geometrically from sigma_min to sigma_max."""
+    lo = self._check_positive("sigma_min", "the noise std at t = 0; score_sde uses 0.01")
+    hi = self._check_positive("sigma_max", "the noise std at t = T; score_sde uses 50 for CIFAR-10")
+    if lo is not None and hi is not None and not hi > lo:
+      self._refuse("sigma_max", f"sigma_max={self.sigma_max!r} must exceed "
+                   f"sigma_min={self.sigma_min!r} (the noise grows from sigma_min at t = 0 to "
+                   "sigma_max at t = T); swap them or raise sigma_max")
+
   def alpha(self, t):
     return jnp.ones_like(t)
 
@@ -302,6 +363,22 @@ class _LinearBetaSchedule:
 
   beta_min: float
   beta_max: float
+
+  def _check_schedule(self) -> None:
+    """0 <= beta_min <= beta_max, beta_max > 0, both finite: beta(t) >= 0 on [0, T]
+    (a negative beta has no diffusion sqrt(beta) and makes sigma(t)^2 negative), and
+    sigma(t) > 0 for t > 0."""
+    lo, hi = self._static("beta_min"), self._static("beta_max")
+    if lo is not None and not (math.isfinite(lo) and lo >= 0):
+      self._refuse("beta_min", f"beta_min={self.beta_min!r} must be finite and >= 0 (beta(t) is "
+                   "the diffusion rate at time t, beta(0) = beta_min); score_sde uses 0.1")
+    if hi is not None and not (math.isfinite(hi) and hi > 0):
+      self._refuse("beta_max", f"beta_max={self.beta_max!r} must be positive and finite (beta(T) "
+                   "= beta_max); score_sde uses 20")
+    if lo is not None and hi is not None and hi < lo:
+      self._refuse("beta_max", f"beta_max={self.beta_max!r} must be >= beta_min={self.beta_min!r} "
+                   "(the linear schedule beta(t) = beta_min + t (beta_max - beta_min) increases); "
+                   "swap them")
 
   def beta(self, t: Array) -> Array:
     return self.beta_min + t * (self.beta_max - self.beta_min)
@@ -464,6 +541,18 @@ class CosineVPSDE(SDE):
 
   display_name: ClassVar[str] = "cosine VP"
 
+  def _check_schedule(self) -> None:
+    """s >= 0 and T < 1: alpha decreases from 1 (s < 0 gives alpha > 1, sigma^2 < 0) and
+    stays positive on [0, T] (the phase pi/2 (T + s) / (1 + s) < pi/2 iff T < 1)."""
+    s = self._static("s")
+    if s is not None and not (math.isfinite(s) and s >= 0):
+      self._refuse("s", f"s={self.s!r} must be finite and >= 0 (the cosine schedule's offset; "
+                   "Nichol & Dhariwal 2021 use 0.008)")
+    t_end = self._static("T")
+    if t_end is not None and not t_end < 1.0:
+      self._refuse("T", f"T={self.T!r} must be below 1 (alpha(t) vanishes at t = 1, where the "
+                   "drift diverges); the default is 0.9946")
+
   def _phase(self, t: Array) -> Array:
     return 0.5 * math.pi * (t + self.s) / (1.0 + self.s)
 
@@ -575,16 +664,32 @@ _FROM_MODEL_CONFIG: Mapping[str, Callable[..., SDE]] = {
 }
 
 
+# SDE constructor argument -> the config.model field it is read from.
+_CONFIG_FIELDS: Mapping[str, str] = {
+    "sigma_min": "sigma_min", "sigma_max": "sigma_max", "beta_min": "beta_min",
+    "beta_max": "beta_max", "N": "num_scales",
+}
+
+
 def sde_from_config(config) -> SDE:
   """Builds the SDE named by `config.training.sde` with score_sde's field names.
 
   Reads `training.sde` (a name of `SDES`), `model.sigma_min`, `model.sigma_max` (VE),
-  `model.beta_min`, `model.beta_max` (VP, sub-VP) and `model.num_scales` (N).
+  `model.beta_min`, `model.beta_max` (VP, sub-VP) and `model.num_scales` (N). An
+  invalid parameter raises `ScheduleError` naming its config field.
   """
   name = str(config.training.sde).lower()
   if name not in SDES:
     raise ValueError(f"config.training.sde={config.training.sde!r} is not one of {sorted(SDES)}")
-  return _FROM_MODEL_CONFIG[name](config.model)
+  try:
+    return _FROM_MODEL_CONFIG[name](config.model)
+  except ScheduleError as e:
+    field = _CONFIG_FIELDS.get(e.argument)
+    if field is None:
+      raise
+    raise ScheduleError(f"config.model.{field}={config.model[field]!r} is invalid for "
+                        f"config.training.sde={name!r}: {e}; set --config.model.{field}",
+                        e.argument) from None
 
 
 def ncsn_sigmas(sigma_min: float, sigma_max: float, n: int) -> np.ndarray:

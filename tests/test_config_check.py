@@ -44,7 +44,7 @@ def _set(config, **fields):
      ["config.training.continuous=False", "cosine VP"]),
     ({"training__continuous": False, "training__likelihood_weighting": True},
      ["config.training.likelihood_weighting=True", "continuous"]),
-    ({"sampling__method": "ddim"}, ["config.sampling.method='ddim'", "'pc'", "'ode'"]),
+    ({"sampling__method": "rk45"}, ["config.sampling.method='rk45'", "'pc'", "'ode'", "'unipc'"]),
     ({"sampling__method": "pc", "sampling__predictor": "rk4"},
      ["config.sampling.predictor='rk4'", "reverse_diffusion"]),
     ({"sampling__method": "pc", "sampling__corrector": "hmc"},

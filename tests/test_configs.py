@@ -3,7 +3,8 @@
 `data/resolved_configs.json` is `get_config(arg).to_dict()` of every config file (with
 '' and 'smoke'; the dataset defaults' without an argument) as it was before the
 restructure, tuples as lists. A config may differ from it only by the fields named
-in REMOVED (never read anywhere, so they are gone) and ADDED (new, with their value).
+in REMOVED (never read anywhere, so they are gone), ADDED (new, with their value) and
+ADDED_EVAL_OPTIONAL (new in the image configs, None).
 No JAX work: this takes seconds.
 """
 
@@ -32,7 +33,17 @@ REMOVED = (
 ADDED = {
     "training.eps": 1e-5,         # time floor of the continuous DSM loss: t ~ U(eps, T)
     "sampling.eps": 1e-3,         # time floor where samplers stop
+    "sampling.n_steps": 20,       # steps of a few-step sampling.method
+    "sampling.schedule": "default",  # its time grid ('default': the method's own)
 }
+# Optional `--mode=eval` fields (None: unset) that scorejax.evaluation.loop always read with
+# a default of None; every config that evaluates images (it has eval.begin_ckpt) now
+# declares them, so that `--config.eval.<field>=...` can set them. Where the snapshot
+# already has the field, its value is kept.
+ADDED_EVAL_OPTIONAL = (
+    "eval.checkpoint_steps", "eval.bpd_max_examples", "eval.feature_kinds", "eval.stats_path",
+    "eval.digits_stats_path", "eval.inception_weights", "eval.cache_dir",
+)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -75,6 +86,14 @@ def test_resolved_config_matches_snapshot(entry):
     elif (type(actual[field]), actual[field]) != (type(value), value):
       problems.append(f"{field}: {_show(actual[field])}, should be {_show(value)}")
     actual.pop(field, None)
+  if "eval.begin_ckpt" in expected:
+    for field in ADDED_EVAL_OPTIONAL:
+      if field not in actual:
+        problems.append(f"{field}: missing (should be {_show(expected.get(field))})")
+      elif field not in expected and actual[field] is not None:
+        problems.append(f"{field}: {_show(actual[field])}, should be None (unset)")
+      elif field not in expected:
+        actual.pop(field)
   for field in sorted(set(expected) | set(actual)):
     if field not in actual:
       problems.append(f"{field}: missing, was {_show(expected[field])}")

@@ -12,15 +12,15 @@ negative controls below verify. Real test digits pass both conditions ~95% of
 the time.
 
 All three tests are `slow` (the fast tier trains the toy MLP instead, in test_main.py).
-The main one is the quick start itself: it runs the real training loop
-(`scorejax.training.train_and_evaluate`) on `configs/digits.py` for its full n_iters
-(only the midway sample grid is skipped), in a subprocess so that the
-host-device flags of the test session do not apply, then samples 512 images with
-the config's sampler from the final EMA parameters. It takes as long as the quick
-start (7.5 minutes measured on a 2-core CPU shared with other jobs; ~12 when they
-load it heavily): fewer steps were measured to fall short of the bar (1000
-steps: 69% recognizable digits, 1500: 81%, on 64 samples each), so the test does
-not shorten the run. At 2000 steps (seed 0) the 512 samples gave 88% confident,
+The main one is the quick start itself: the README's command
+(`python -m scorejax.main --config=configs/digits.py`) trains for the full n_iters,
+once per source tree and shared with the other slow digits tests
+(`tests/digits_model.py`), then 512 images are sampled with the config's sampler
+from the final EMA parameters, in a subprocess so that the host-device flags of the
+test session do not apply. Training takes as long as the quick start (7.5 minutes
+measured on a 2-core CPU shared with other jobs; ~12 when they load it heavily):
+fewer steps were measured to fall short of the bar (1000 steps: 69% recognizable
+digits, 1500: 81%, on 64 samples each), so the test does not shorten the run. At 2000 steps (seed 0) the 512 samples gave 88% confident,
 83% recognizable, every class 6-11%.
 """
 
@@ -120,24 +120,24 @@ def test_smoke_config_trains_and_writes_a_grid(tmp_path):
   assert (tmp_path / "checkpoints" / str(n)).is_dir()
 
 
-_TRAIN_AND_SAMPLE = textwrap.dedent("""
-    import sys
+_SAMPLE = textwrap.dedent("""
+    import json, sys
     import jax, numpy as np
     from configs import digits
     from scorejax import training
+    from scorejax.evaluation.bpd import evaluate_bpd
     from scorejax.sampling import get_sampling_fn
     workdir, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     config = digits.get_config()
-    config.training.snapshot_freq = config.training.n_iters  # only the final grid
-    state = training.train_and_evaluate(config, workdir)
     c = training.build_components(config)
+    state, step = training.load_state(c, workdir, seed=config.seed,
+                                      snapshot_freq=config.training.snapshot_freq)
+    assert step == config.training.n_iters, step
     sample = get_sampling_fn(config.sampling, c.sde, (n,) + c.data_shape)
     score_fn = lambda st: training.ema_score_fn(c, st)
     x = jax.jit(lambda st, k: sample(k, score_fn(st))[0])(state, jax.random.key(1234))
     np.save(out, np.asarray(c.inverse_scaler(x)))
     # --mode=likelihood's evaluation, for the trained and the untrained model.
-    import json
-    from scorejax.evaluation.bpd import evaluate_bpd
     bpd = {which: evaluate_bpd(
                config, workdir, untrained=(which == "untrained"), max_examples=64, batch_size=64,
                rtol=1e-3, atol=1e-3)
@@ -150,11 +150,14 @@ _TRAIN_AND_SAMPLE = textwrap.dedent("""
 def test_digits_quickstart_samples_are_digits(tmp_path):
   """512 samples of the trained quick-start model: >= 80% confident, >= 75% digits, all classes."""
   from configs import digits
+  from digits_model import trained_digits_workdir
+  workdir = trained_digits_workdir()  # the README's command, run once per tree (tests/digits_model.py)
+  assert os.path.exists(os.path.join(workdir, "samples", "step_00002000.png"))
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   out = tmp_path / "samples.npy"
   proc = subprocess.run(
-      [sys.executable, "-c", _TRAIN_AND_SAMPLE, str(tmp_path / "run"), str(NUM_SAMPLES), str(out)],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+      [sys.executable, "-c", _SAMPLE, workdir, str(NUM_SAMPLES), str(out)],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]
   images = np.load(out)
   size = int(digits.get_config().data.image_size)

@@ -474,7 +474,8 @@ SAMPLE_ARGS = ["--config=configs/toy_2d.py:smoke", "--config.training.snapshot_s
 def test_sample_mode_draws_the_grid_of_the_newest_checkpoint(trained_workdir, tmp_path):
   """`--mode=sample` on the toy run just trained: the newest checkpoint's EMA parameters,
   the config's sampler (here 100 reverse-diffusion steps), the key of its step
-  (fold_in(key(seed + 1), step), as training's snapshots); the 2-D figures are written."""
+  (fold_in(key(seed + 1), step), as training's snapshots); the 2-D figures are written
+  under samples/sample_mode/, named by the sampler."""
   from configs import toy_2d
   from scorejax.training import setup
 
@@ -482,11 +483,12 @@ def test_sample_mode_draws_the_grid_of_the_newest_checkpoint(trained_workdir, tm
   shutil.copytree(trained_workdir, workdir)
   before = tree_listing(workdir / "checkpoints")
   out = ok(cli(workdir, "--mode=sample", *SAMPLE_ARGS))
-  grid = workdir / "samples" / "step_00000020"
+  name = "step_00000020_pc_reverse_diffusion_none"
+  grid = workdir / "samples" / "sample_mode" / name
   assert f"samples written to {grid}.png" in out, out[-4000:]
-  assert sorted(p.name for p in (workdir / "samples").iterdir()) == [
-      "step_00000020.npy", "step_00000020.png", "step_00000020_score_t0.05.png",
-      "step_00000020_score_t0.3.png"]
+  assert sorted(p.name for p in (workdir / "samples").iterdir()) == ["sample_mode"]
+  assert sorted(p.name for p in grid.parent.iterdir()) == [
+      f"{name}.npy", f"{name}.png", f"{name}_score_t0.05.png", f"{name}_score_t0.3.png"]
   assert tree_listing(workdir / "checkpoints") == before  # sampling changes no checkpoint
 
   config = toy_2d.get_config("smoke")

@@ -27,6 +27,7 @@ from scorejax.data.pipeline import (
     epoch_permutation,
     eval_batches,
     eval_data,
+    eval_num_batches,
     example_indices,
     get_data_shape,
     get_dataset_info,

@@ -362,17 +362,33 @@ def eval_batches(config: Any, split: str = "test", *, batch_size: int | None = N
   return prefetch_map(batch_fn, range(num_batches), num_threads=threads, buffer_size=2 * threads)
 
 
+def eval_num_batches(config: Any, split: str = "test", *, batch_size: int | None = None,
+                     drop_remainder: bool = True) -> int:
+  """How many global batches `eval_batches` yields for these arguments (for progress bars)."""
+  batch_size = int(batch_size or config.eval.batch_size)
+  _check_dataset(config.data.dataset)
+  if config.data.dataset == "TOY2D":
+    if split != "test":
+      raise ValueError(f"TOY2D has only the split 'test' (a fixed pool), not {split!r}")
+    n = TOY_NUM_EVAL
+  else:
+    n = len(open_image_source(config, split))
+  return n // batch_size if drop_remainder else -(-n // batch_size)
+
+
 class EvalData(NamedTuple):
   """A config's data as evaluation reads it, for code below the config edge (`eval_data`).
 
   `batches(split, batch_size)`: one ordered pass over `split`, as `eval_batches`;
   `images(split)`: its uint8 image source, as `open_image_source`; `dataset` and
-  `image_size`: `config.data`'s.
+  `image_size`: `config.data`'s; `num_batches(split, batch_size)`: how many batches
+  `batches` yields (as `eval_num_batches`; None where unknown).
   """
   dataset: str
   image_size: int
   batches: Callable[[str, int], Iterator[np.ndarray]]
   images: Callable[[str], sources.ImageSource]
+  num_batches: Callable[[str, int], int] | None = None
 
 
 def eval_data(config: Any) -> EvalData:
@@ -380,5 +396,9 @@ def eval_data(config: Any) -> EvalData:
   def batches(split: str, batch_size: int) -> Iterator[np.ndarray]:
     return eval_batches(config, split, batch_size=batch_size)
 
+  def num_batches(split: str, batch_size: int) -> int:
+    return eval_num_batches(config, split, batch_size=batch_size)
+
   return EvalData(dataset=str(config.data.dataset), image_size=int(config.data.image_size),
-                  batches=batches, images=functools.partial(open_image_source, config))
+                  batches=batches, images=functools.partial(open_image_source, config),
+                  num_batches=num_batches)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scorejax import data
+from scorejax.evaluation import progress
 from scorejax.likelihood import LIKELIHOOD_EPS, bits_per_dim, dequantization_offset, log_likelihood
 from scorejax.training import setup
 from scorejax.training.setup import Components
@@ -57,11 +58,13 @@ def evaluate_bpd(config, workdir: str, *, step: int | None = None, untrained: bo
   state, step = setup.load_state(c, workdir, seed=int(config.seed),
                                  snapshot_freq=int(config.training.snapshot_freq), step=step,
                                  untrained=untrained)
-  return bpd_of_state(c, state, data.eval_data(config).batches, workdir, step=step,
-                      untrained=untrained, split=split,
-                      batch_size=int(batch_size or config.eval.batch_size), divergence=divergence,
-                      num_repeats=num_repeats, max_examples=max_examples, rtol=rtol, atol=atol,
-                      eps=eps, seed=seed)
+  batch_size = int(batch_size or config.eval.batch_size)
+  dataset = data.eval_data(config)
+  return bpd_of_state(c, state, dataset.batches, workdir, step=step,
+                      untrained=untrained, split=split, batch_size=batch_size,
+                      divergence=divergence, num_repeats=num_repeats, max_examples=max_examples,
+                      rtol=rtol, atol=atol, eps=eps, seed=seed,
+                      num_batches=dataset.num_batches(split, batch_size))
 
 
 def bpd_of_state(c: Components, state: TrainState,
@@ -69,12 +72,14 @@ def bpd_of_state(c: Components, state: TrainState,
                  untrained: bool = False, split: str = "test", batch_size: int,
                  divergence: str = "hutchinson_rademacher", num_repeats: int = 1,
                  max_examples: int | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-                 eps: float = LIKELIHOOD_EPS, seed: int = 0) -> dict:
+                 eps: float = LIKELIHOOD_EPS, seed: int = 0, num_batches: int | None = None) -> dict:
   """Bits/dim of `state`'s EMA model on `num_repeats` passes over `split`; returns the results.
 
-  `batches(split, batch_size)` is one ordered pass over a split (`data.EvalData.batches`);
+  `batches(split, batch_size)` is one ordered pass over a split (`data.EvalData.batches`),
+  of `num_batches` batches if known (the progress bar's total, for its ETA);
   `step` / `untrained` label the state. The results are also written to
-  `workdir/likelihood_<split>_step<step>.json` (`_untrained.json`).
+  `workdir/likelihood_<split>_step<step>.json` (`_untrained.json`). A progress bar
+  (process 0, stderr) counts the batches, with the NFE and the running bits/dim.
   """
   images = is_image_data(c.data_shape)
   offset = dequantization_offset(2.0 if c.centered else 1.0) if images else 0.0
@@ -90,17 +95,29 @@ def bpd_of_state(c: Components, state: TrainState,
     return bits_per_dim(logp, c.data_shape, offset=offset), nfe
 
   base_key = jax.random.key(seed)
+  per_pass = num_batches
+  if max_examples is not None:
+    needed = -(-int(max_examples) // batch_size)
+    per_pass = needed if per_pass is None else min(per_pass, needed)
+  pbar = progress.bar(desc=f"bits/dim ({split})", unit="batch",
+                      total=None if per_pass is None else num_repeats * per_pass)
   values, nfes, start = [], [], time.perf_counter()
-  for r in range(num_repeats):
-    seen = 0
-    for b, batch in enumerate(batches(split, batch_size)):
-      if max_examples is not None and seen >= max_examples:
-        break
-      batch = np.asarray(batch)[: None if max_examples is None else max_examples - seen]
-      bpd, nfe = bpd_fn(state, jnp.asarray(batch), jax.random.fold_in(jax.random.fold_in(base_key, r), b))
-      values.append(np.asarray(bpd))
-      nfes.append(int(nfe))
-      seen += batch.shape[0]
+  try:
+    for r in range(num_repeats):
+      seen = 0
+      for b, batch in enumerate(batches(split, batch_size)):
+        if max_examples is not None and seen >= max_examples:
+          break
+        batch = np.asarray(batch)[: None if max_examples is None else max_examples - seen]
+        bpd, nfe = bpd_fn(state, jnp.asarray(batch),
+                          jax.random.fold_in(jax.random.fold_in(base_key, r), b))
+        values.append(np.asarray(bpd))
+        nfes.append(int(nfe))
+        seen += batch.shape[0]
+        pbar.set_postfix(nfe=nfes[-1], bpd=f"{np.mean(np.concatenate(values)):.4f}", refresh=False)
+        pbar.update(1)
+  finally:
+    pbar.close()
   seconds = time.perf_counter() - start
   values = np.concatenate(values)
   if not np.all(np.isfinite(values)):

@@ -8,7 +8,11 @@ Which checkpoints (score_sde's convention): `eval.begin_ckpt`..`eval.end_ckpt` c
 snapshots, i.e. the steps `k * training.snapshot_freq` for k in that inclusive range;
 `eval.checkpoint_steps` (a list of real steps) overrides it; without either (or with
 begin_ckpt = None) every checkpoint kept in `workdir/checkpoints` is evaluated. A
-requested step with no checkpoint is skipped with a warning.
+requested step with no checkpoint is skipped with a warning. From the command line:
+`--config.eval.begin_ckpt=5 --config.eval.end_ckpt=7`, `--config.eval.checkpoint_steps=[999]`,
+`--config.eval.begin_ckpt=None` (these fields may be None: `configs.blocks.optional`).
+The checkpoints are only read (`workdir/checkpoints` may be read-only); `eval.batch_size`
+is a global batch and must be a multiple of the device count (checked before any work).
 
 Per checkpoint step S, everything is written under `workdir/eval/`:
 
@@ -66,7 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scorejax import data
-from scorejax.evaluation import bpd, reference_stats
+from scorejax.evaluation import bpd, progress, reference_stats
 from scorejax.evaluation.metrics.fid import feature_statistics, frechet_distance
 from scorejax.evaluation.metrics.inception_score import inception_score
 from scorejax.evaluation.metrics.kid import kernel_inception_distance
@@ -140,6 +144,55 @@ def feature_kinds(kinds, dataset: str) -> tuple[str, ...]:
   return tuple(kinds)
 
 
+def _is_int(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _optional_int(e, name: str) -> int | None:
+  """config.eval.<name>: an integer or None."""
+  v = e.get(name)
+  if v is None:
+    return None
+  if not _is_int(v):
+    raise ValueError(f"config.eval.{name}={v!r} must be an integer or None; set e.g. "
+                     f"--config.eval.{name}=5 or --config.eval.{name}=None")
+  return int(v)
+
+
+def _optional_steps(v) -> tuple[int, ...] | None:
+  """config.eval.checkpoint_steps: a list of steps, one step, or None."""
+  if v is None:
+    return None
+  steps = [v] if _is_int(v) else v
+  if not isinstance(steps, (list, tuple)) or not all(_is_int(s) for s in steps):
+    raise ValueError(f"config.eval.checkpoint_steps={v!r} must be a list of training steps or "
+                     "None; set e.g. --config.eval.checkpoint_steps=[2000,4000]")
+  return tuple(int(s) for s in steps)
+
+
+def _optional_path(e, name: str) -> str | None:
+  """config.eval.<name>: a path, or None / '' for unset."""
+  v = e.get(name)
+  if v is None or v == "":
+    return None
+  if not isinstance(v, str):
+    raise ValueError(f"config.eval.{name}={v!r} must be a path (a string) or None")
+  return v
+
+
+def check_batch_size(batch_size: int, num_devices: int) -> None:
+  """`eval.batch_size` is a global batch split over every device: a positive multiple of
+  `num_devices`. Raises ValueError naming the nearest valid values otherwise."""
+  if batch_size > 0 and batch_size % num_devices == 0:
+    return
+  below = batch_size // num_devices * num_devices
+  valid = [v for v in (below, below + num_devices) if v > 0]
+  raise ValueError(
+      f"config.eval.batch_size={batch_size} is not a multiple of the device count "
+      f"({num_devices}): each global batch is split evenly over the devices. Set "
+      + " or ".join(f"--config.eval.batch_size={v}" for v in valid))
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
   """What an evaluation computes (the config's `eval` part, with the run's seed,
@@ -170,25 +223,27 @@ class EvalSettings:
 
   @classmethod
   def from_config(cls, config) -> "EvalSettings":
+    """The settings of `config.eval`; a field that may be None is checked here (the config
+    gives it as a Python literal, `configs.blocks.optional`), naming the field and the fix."""
     e = config.eval
-    steps = e.get("checkpoint_steps")
-    optional_int = lambda v: None if v is None else int(v)  # noqa: E731
     return cls(
         seed=int(config.seed), snapshot_freq=int(config.training.snapshot_freq),
-        checkpoint_steps=None if steps is None else tuple(int(s) for s in steps),
-        begin_ckpt=optional_int(e.get("begin_ckpt")), end_ckpt=optional_int(e.get("end_ckpt")),
+        checkpoint_steps=_optional_steps(e.get("checkpoint_steps")),
+        begin_ckpt=_optional_int(e, "begin_ckpt"), end_ckpt=_optional_int(e, "end_ckpt"),
         batch_size=int(e.batch_size), enable_loss=bool(e.get("enable_loss", True)),
         enable_bpd=bool(e.get("enable_bpd", False)), bpd_dataset=str(e.get("bpd_dataset", "test")),
         bpd_num_repeats=int(e.get("bpd_num_repeats", 1)),
-        bpd_max_examples=optional_int(e.get("bpd_max_examples")),
+        bpd_max_examples=_optional_int(e, "bpd_max_examples"),
         bpd_rtol=float(e.get("bpd_rtol", 1e-5)), bpd_atol=float(e.get("bpd_atol", 1e-5)),
         enable_sampling=bool(e.get("enable_sampling", False)),
         num_samples=int(e.get("num_samples", 0)), sampling=config.sampling,
         feature_kinds=feature_kinds(e.get("feature_kinds"), str(config.data.dataset)),
-        stats_path=e.get("stats_path"), digits_stats_path=e.get("digits_stats_path"),
+        stats_path=_optional_path(e, "stats_path"),
+        digits_stats_path=_optional_path(e, "digits_stats_path"),
         stats_split=str(e.get("stats_split", "train")),
-        inception_weights=e.get("inception_weights"),
-        inception_batch_size=int(e.get("inception_batch_size", 200)), cache_dir=e.get("cache_dir"))
+        inception_weights=_optional_path(e, "inception_weights"),
+        inception_batch_size=int(e.get("inception_batch_size", 200)),
+        cache_dir=_optional_path(e, "cache_dir"))
 
   def request(self) -> dict:
     """What an evaluation was asked to compute; a finished ckpt_S.json is reused only if equal."""
@@ -203,7 +258,7 @@ class EvalSettings:
 def checkpoint_steps(s: EvalSettings, workdir: str) -> list[int]:
   """The checkpoint steps to evaluate (see the module docstring), those present only."""
   manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
-                                    snapshot_freq=s.snapshot_freq)
+                                    snapshot_freq=s.snapshot_freq, read_only=True)
   try:
     available = sorted(int(step) for step in manager.all_steps())
   finally:
@@ -231,14 +286,17 @@ def checkpoint_steps(s: EvalSettings, workdir: str) -> list[int]:
 # ------------------------------------------------------------------------------ the parts
 
 def eval_loss(c: Components, state: TrainState, mesh, batches, *, seed: int,
-              batch_size: int) -> dict:
-  """Mean loss of the EMA parameters over the test split (`batches("test", batch_size)`)."""
+              batch_size: int, num_batches: int | None = None) -> dict:
+  """Mean loss of the EMA parameters over the test split (`batches("test", batch_size)`,
+  `num_batches` of them if known: the progress bar's total)."""
+  check_batch_size(batch_size, mesh.devices.size)
   rep = parallel.replicated(mesh)
   step_fn = jax.jit(setup.with_scaler(make_eval_step(c.eval_loss_fn), c.scaler),
                     in_shardings=(rep, parallel.batch_sharded(mesh), rep), out_shardings=rep)
   key = jax.random.fold_in(jax.random.key(seed), _LOSS_TAG)
   losses = [float(step_fn(state, parallel.global_batch(batch, mesh), jax.random.fold_in(key, b))["eval_loss"])
-            for b, batch in enumerate(batches("test", batch_size))]
+            for b, batch in enumerate(progress.bar(batches("test", batch_size), desc="eval loss",
+                                                   total=num_batches, unit="batch"))]
   if not losses:
     raise ValueError(f"the test split has fewer examples than eval.batch_size={batch_size}")
   return {"eval_loss": float(np.mean(losses)), "eval_loss_batches": len(losses)}
@@ -293,10 +351,11 @@ def sample_rounds(c: Components, state: TrainState, step: int, directory: str, m
   `num_samples` samples in rounds of `batch_size` with the sampler of `sampling` (the
   config's `sampling` part); round k's key is fold_in(fold_in(fold_in(key(seed), tag),
   step), k). Rounds whose file exists are not redone; a round file lacking the features
-  of a kind (e.g. the Inception weights were given only later) gets them added.
+  of a kind (e.g. the Inception weights were given only later) gets them added. A
+  progress bar counts the rounds (with the sampler's NFE per sample).
   """
   bs = batch_size
-  parallel.check_global_batch(bs, mesh)
+  check_batch_size(bs, mesh.devices.size)
   num_rounds = -(-num_samples // bs)
   paths = [os.path.join(directory, f"round_{k}.npz") for k in range(num_rounds)]
   images = len(c.data_shape) == 3
@@ -326,25 +385,32 @@ def sample_rounds(c: Components, state: TrainState, step: int, directory: str, m
   if any(done):
     log.info("checkpoint %d: %d of %d sampling rounds already done; resuming at round %d",
              step, sum(done), num_rounds, done.index(False) if not all(done) else num_rounds)
-  for k, path in enumerate(paths):
-    if done[k]:
-      with np.load(path) as f:
-        stored = {name: f[name] for name in f.files}
-      missing = [kind for kind in extractors if f"{kind}_features" not in stored]
-      if missing:
-        for kind in missing:
-          stored[f"{kind}_features"], stored[f"{kind}_logits"] = extractors[kind](stored["samples"])
-        _atomic_savez(path, **stored)
-      continue
-    x, nfe = sample_jit(state, jax.random.fold_in(base, k))
-    arrays = {"samples": reference_stats.to_host(x), "nfe": np.asarray(nfe)}
-    for kind, extractor in extractors.items():
-      arrays[f"{kind}_features"], arrays[f"{kind}_logits"] = extractor(arrays["samples"])
-    _atomic_savez(path, **arrays)
-    _sync("scorejax_eval_round")
-    log.info("checkpoint %d: sampling round %d/%d written to %s", step, k + 1, num_rounds, path)
-    if round_callback is not None:
-      round_callback(step, k)
+  pbar = progress.bar(desc=f"checkpoint {step}: sampling rounds", total=num_rounds, unit="round")
+  pbar.update(sum(done))
+  try:
+    for k, path in enumerate(paths):
+      if done[k]:
+        with np.load(path) as f:
+          stored = {name: f[name] for name in f.files}
+        missing = [kind for kind in extractors if f"{kind}_features" not in stored]
+        if missing:
+          for kind in missing:
+            stored[f"{kind}_features"], stored[f"{kind}_logits"] = extractors[kind](stored["samples"])
+          _atomic_savez(path, **stored)
+        continue
+      x, nfe = sample_jit(state, jax.random.fold_in(base, k))
+      arrays = {"samples": reference_stats.to_host(x), "nfe": np.asarray(nfe)}
+      pbar.set_postfix(nfe=f"{float(np.mean(arrays['nfe'])):.0f}", refresh=False)
+      for kind, extractor in extractors.items():
+        arrays[f"{kind}_features"], arrays[f"{kind}_logits"] = extractor(arrays["samples"])
+      _atomic_savez(path, **arrays)
+      _sync("scorejax_eval_round")
+      pbar.update(1)
+      log.debug("checkpoint %d: sampling round %d/%d written to %s", step, k + 1, num_rounds, path)
+      if round_callback is not None:
+        round_callback(step, k)
+  finally:
+    pbar.close()
   return paths
 
 
@@ -381,6 +447,16 @@ def sample_metrics(s: EvalSettings, workdir: str, paths: list[str], extractors: 
 
 # ------------------------------------------------------------------------------ the loop
 
+def _num_batches(dataset: data.EvalData, split: str, batch_size: int) -> int | None:
+  """Batches per pass over `split` (a progress bar's total), or None if it cannot be told."""
+  if dataset.num_batches is None:
+    return None
+  try:
+    return dataset.num_batches(split, batch_size)
+  except Exception:  # noqa: BLE001  (a bar without a total; reading the data reports the error)
+    return None
+
+
 def _finished(s: EvalSettings, workdir: str, step: int) -> bool:
   """Whether ckpt_<step>.json holds a complete evaluation of the same request."""
   previous = _read_json(os.path.join(workdir, "eval", f"ckpt_{step}.json"))
@@ -409,7 +485,8 @@ def evaluate_checkpoint(c: Components, s: EvalSettings, dataset: data.EvalData, 
     path = os.path.join(eval_dir, f"ckpt_{step}", "loss.json")
     part = _read_json(path)
     if part is None:
-      part = eval_loss(c, state, mesh, dataset.batches, seed=s.seed, batch_size=s.batch_size)
+      part = eval_loss(c, state, mesh, dataset.batches, seed=s.seed, batch_size=s.batch_size,
+                       num_batches=_num_batches(dataset, "test", s.batch_size))
       _atomic_write_json(path, part)
     result.update(part)
 
@@ -420,7 +497,8 @@ def evaluate_checkpoint(c: Components, s: EvalSettings, dataset: data.EvalData, 
       r = bpd.bpd_of_state(c, state, dataset.batches, workdir, step=step, split=s.bpd_dataset,
                            batch_size=s.batch_size, num_repeats=s.bpd_num_repeats,
                            max_examples=s.bpd_max_examples, rtol=s.bpd_rtol, atol=s.bpd_atol,
-                           seed=s.seed)
+                           seed=s.seed,
+                           num_batches=_num_batches(dataset, s.bpd_dataset, s.batch_size))
       part = {"bpd": r["bpd"], "bpd_stderr": r["bpd_stderr"], "bpd_num_examples": r["num_examples"],
               "bpd_num_repeats": r["num_repeats"], "bpd_nfe_mean": r["nfe_mean"]}
       _atomic_write_json(path, part)
@@ -456,10 +534,14 @@ def evaluate(config, workdir: str, *,
 
   The config edge of `--mode=eval`. `round_callback(step, k)` is called after
   sampling round k of checkpoint `step` is written (a hook for progress reporting
-  and for tests that simulate preemption).
+  and for tests that simulate preemption). `config.eval` is checked before any
+  work (its fields' types; `eval.batch_size` a multiple of the device count).
+  Progress bars (process 0, stderr) count checkpoints, sampling rounds, bits/dim
+  and feature batches.
   """
   parallel.maybe_initialize_distributed()
   s = EvalSettings.from_config(config)
+  check_batch_size(s.batch_size, jax.device_count())
   dataset = data.eval_data(config)
   steps = checkpoint_steps(s, workdir)
   extractors, skipped = {}, {}
@@ -469,7 +551,7 @@ def evaluate(config, workdir: str, *,
   writer = MetricsWriter(os.path.join(workdir, "eval"), enabled=jax.process_index() == 0)
   results = {}
   try:
-    for step in steps:
+    for step in progress.bar(steps, desc="eval checkpoints", unit="ckpt"):
       results[step] = evaluate_checkpoint(c, s, dataset, workdir, step, extractors=extractors,
                                           skipped=skipped, writer=writer,
                                           round_callback=round_callback)

@@ -37,6 +37,7 @@ import numpy as np
 import tqdm
 
 from scorejax import data
+from scorejax.evaluation import progress as progress_lib
 from scorejax.evaluation.metrics import digits_classifier, inception
 from scorejax.evaluation.metrics.fid import feature_statistics
 from scorejax.training import parallel
@@ -73,7 +74,8 @@ class FeatureExtractor:
 
   `images` is a uint8 (N, H, W, C) batch: a host array (identical on every process)
   or a global jax.Array; it is processed `batch_size` at a time (a multiple of the
-  device count; the last chunk is zero-padded), sharded over the 'data' mesh axis.
+  device count; the last chunk is zero-padded), sharded over the 'data' mesh axis,
+  with a progress bar over the chunks (process 0).
   """
 
   def __init__(self, kind: str, fn: Callable, params: Any, *, batch_size: int, mesh=None):
@@ -95,7 +97,8 @@ class FeatureExtractor:
     n_dev = self.mesh.devices.size
     bs = min(self.batch_size, -(-images.shape[0] // n_dev) * n_dev)  # small inputs: no big padding
     feats, logits = [], []
-    for start in range(0, images.shape[0], bs):
+    for start in progress_lib.bar(range(0, images.shape[0], bs), desc=f"{self.kind} features",
+                                  unit="batch"):
       chunk = images[start:start + bs]
       m = chunk.shape[0]
       if m < bs:

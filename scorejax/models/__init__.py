@@ -36,6 +36,13 @@ def get_model(config):
   return _architecture(config).build(config)
 
 
+def image_size_multiple(config) -> tuple[int, str] | None:
+  """(k, why) where `config.model.name`'s network takes only image sizes that are
+  multiples of k; None where it takes any input (or no images, e.g. the MLP)."""
+  rule = getattr(_architecture(config), "image_size_multiple", None)
+  return None if rule is None else rule(config)
+
+
 def from_score_sde_pytorch(state_dict: Mapping[str, Any], config) -> dict:
   """Variables for `get_model(config)` from a score_sde_pytorch state dict.
 
@@ -47,5 +54,5 @@ def from_score_sde_pytorch(state_dict: Mapping[str, Any], config) -> dict:
   return _architecture(config).convert(sd, config)
 
 
-__all__ = ["ARCHITECTURES", "get_model", "from_score_sde_pytorch", "get_score_fn", "get_model_fn",
-           "get_ncsn_score_fn_sigma", "labels_and_std"]
+__all__ = ["ARCHITECTURES", "get_model", "from_score_sde_pytorch", "image_size_multiple",
+           "get_score_fn", "get_model_fn", "get_ncsn_score_fn_sigma", "labels_and_std"]

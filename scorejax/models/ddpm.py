@@ -31,9 +31,8 @@ from typing import Any, Callable, Mapping, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from scorejax.models.convert import conv_weight, dense_weight
+from scorejax.models.convert import convert_state_dict
 from scorejax.models.layers import NIN, default_init, get_act, get_timestep_embedding
 from scorejax.sde import ncsn_sigmas
 
@@ -239,54 +238,42 @@ def build(config) -> DDPM:
       sigma_max=float(m.sigma_max), num_scales=int(m.num_scales))
 
 
+def image_size_multiple(config) -> tuple[int, str]:
+  """(k, why): the DDPM U-Net takes image sizes that are multiples of k = 2 ** (len(ch_mult) - 1)."""
+  ch_mult = tuple(config.model.ch_mult)
+  return 2 ** (len(ch_mult) - 1), (f"the U-Net halves the resolution len(config.model.ch_mult) - 1 "
+                                   f"= {len(ch_mult) - 1} time(s) (config.model.ch_mult={ch_mult})")
+
+
 # --- score_sde_pytorch state dicts -----------------------------------------------
-
-def torch_leaf(name: str, value: Any) -> tuple[str, np.ndarray]:
-  """(flax leaf name, float32 array) of one torch parameter named `name`.
-
-  Conv weights OIHW -> HWIO 'kernel', Linear weights [out, in] -> [in, out] 'kernel',
-  norm weights -> 'scale'; everything else ('bias', NIN's `W`/`b`, InstanceNorm++'s
-  `alpha`/`gamma`/`beta`) keeps its name and layout.
-  """
-  value = np.asarray(value, dtype=np.float32)
-  if name == "weight":
-    if value.ndim == 4:
-      return "kernel", conv_weight(value)
-    if value.ndim == 2:
-      return "kernel", dense_weight(value)
-    return "scale", value
-  return name, value
-
-
-def _set(tree: dict, path: Sequence[str], value: np.ndarray) -> None:
-  for p in path[:-1]:
-    tree = tree.setdefault(p, {})
-  if path[-1] in tree:
-    raise ValueError(f"duplicate parameter {'/'.join(path)}")
-  tree[path[-1]] = value
-
 
 def convert(state_dict: Mapping[str, Any], config) -> dict:
   """{'params': ...} for `build(config)` from a score_sde_pytorch DDPM state dict.
 
-  Keys are torch's `all_modules.<index>.<...>` (without 'module.'); `sigmas` is a
-  derived buffer and is skipped. Every other key must be consumed.
+  Keys are torch's `all_modules.<index>.<...>` (without 'module.'); `<index>` is the
+  position in `module_names`, the rest of the key is kept. `sigmas` is a derived
+  buffer and is skipped. A missing, unexpected or wrong-shaped key raises
+  ValueError naming it (`convert.convert_state_dict`).
   """
   m = config.model
   levels = len(m.ch_mult)
   attn_levels = [i for i in range(levels)
                  if config.data.image_size // 2 ** i in tuple(m.attn_resolutions)]
   names = module_names(levels, int(m.num_res_blocks), attn_levels)
-  params: dict = {}
-  for key, value in state_dict.items():
-    if key == "sigmas":
-      continue
+  index = {name: i for i, name in enumerate(names)}
+
+  def to_flax(key):
     parts = key.split(".")
-    if parts[0] != "all_modules" or len(parts) < 3:
-      raise KeyError(f"unexpected DDPM state-dict key {key!r}")
-    index = int(parts[1])
-    if index >= len(names):
-      raise KeyError(f"{key!r}: all_modules has only {len(names)} entries for this config")
-    leaf, array = torch_leaf(parts[-1], value)
-    _set(params, [names[index], *parts[2:-1], leaf], array)
-  return {"params": jax.tree_util.tree_map(jnp.asarray, params)}
+    if parts[0] != "all_modules" or len(parts) < 3 or not parts[1].isdigit():
+      return None
+    if int(parts[1]) >= len(names):
+      return None
+    return (names[int(parts[1])], *parts[2:-1]), parts[-1]
+
+  def to_torch(modules, leaf):
+    if modules[0] not in index:
+      return None
+    return ".".join(("all_modules", str(index[modules[0]]), *modules[1:], leaf))
+
+  return convert_state_dict(state_dict, build(config), config, to_flax=to_flax,
+                            to_torch=to_torch, architecture="DDPM U-Net (config.model.name='ddpm')")

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scorejax.models import layers
-from scorejax.models.convert import conv_weight, dense_weight
+from scorejax.models.convert import convert_state_dict
 
 Array = jax.Array
 
@@ -250,6 +250,17 @@ def build(config) -> NCSNpp:
       num_scales=int(m.num_scales))
 
 
+def image_size_multiple(config) -> tuple[int, str]:
+  """(k, why): the image sizes NCSN++/DDPM++ can take are the multiples of k.
+
+  The U-Net halves the resolution len(ch_mult) - 1 times and concatenates each
+  level's skips on the way up, so k = 2 ** (len(ch_mult) - 1).
+  """
+  ch_mult = tuple(config.model.ch_mult)
+  return 2 ** (len(ch_mult) - 1), (f"the U-Net halves the resolution len(config.model.ch_mult) - 1 "
+                                   f"= {len(ch_mult) - 1} time(s) (config.model.ch_mult={ch_mult})")
+
+
 def torch_module_order(model: NCSNpp) -> list[str]:
   """Flax module names in the order of score_sde_pytorch's `all_modules` ModuleList.
 
@@ -292,80 +303,31 @@ def torch_module_order(model: NCSNpp) -> list[str]:
   return names
 
 
-_BUFFERS = ("sigmas",)
-
-
-def _leaf(name: str, value: np.ndarray) -> tuple[str, np.ndarray]:
-  """Torch parameter (name, value) -> flax (name, value) with layout changes."""
-  if name == "weight":
-    if value.ndim == 4:
-      return "kernel", conv_weight(value)
-    if value.ndim == 2:
-      return "kernel", dense_weight(value)
-    if value.ndim == 1:
-      return "scale", value  # GroupNorm
-  if name in ("bias", "W", "b"):  # NIN W is stored (in, out) in torch too
-    return name, value
-  raise KeyError(f"no flax counterpart for torch parameter {name!r} of shape {value.shape}")
-
-
 def convert(state_dict: Mapping[str, Any], config) -> dict:
   """Flax variables {'params': ...} for `build(config)` from a score_sde_pytorch state dict.
 
   `state_dict` maps torch keys ('all_modules.{i}....', 'module.' already stripped)
-  to arrays. The `sigmas` buffer is skipped (the table is recomputed from the
-  config). Raises if a torch key has no flax counterpart, or if the result does
-  not match `model.init` exactly in structure and shapes.
+  to arrays; 'all_modules.{i}' is the i-th name of `torch_module_order`, the rest of
+  the key is kept. The `sigmas` buffer is skipped (the table is recomputed from the
+  config). A missing, unexpected or wrong-shaped key raises ValueError naming it
+  (`convert.convert_state_dict`).
   """
   model = build(config)
   order = torch_module_order(model)
-  params: dict = {}
-  for key, value in state_dict.items():
-    if key in _BUFFERS:
-      continue
+  index = {name: i for i, name in enumerate(order)}
+
+  def to_flax(key):
     parts = key.split(".")
-    if parts[0] != "all_modules" or len(parts) < 3:
-      raise KeyError(f"unexpected torch key {key!r}")
-    index = int(parts[1])
-    if index >= len(order):
-      raise KeyError(f"torch key {key!r}: module index {index} beyond {len(order)} modules")
-    leaf_name, leaf = _leaf(parts[-1], np.asarray(value, dtype=np.float32))
-    path = [order[index], *parts[2:-1], leaf_name]
-    node = params
-    for p in path[:-1]:
-      node = node.setdefault(p, {})
-    if path[-1] in node:
-      raise KeyError(f"torch key {key!r} maps onto an already filled flax param {path}")
-    node[path[-1]] = leaf
+    if parts[0] != "all_modules" or len(parts) < 3 or not parts[1].isdigit():
+      return None
+    if int(parts[1]) >= len(order):
+      return None
+    return (order[int(parts[1])], *parts[2:-1]), parts[-1]
 
-  expected = _param_shapes(model, config)
-  got = {"/".join(map(str, k)): tuple(np.shape(v))
-         for k, v in _flatten(params)}
-  missing = sorted(set(expected) - set(got))
-  unused = sorted(set(got) - set(expected))
-  wrong = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])
-  if missing or unused or wrong:
-    raise ValueError(
-        f"state dict does not match the flax NCSNpp: missing {missing[:10]}, "
-        f"unused {unused[:10]}, wrong shapes {[(k, got[k], expected[k]) for k in wrong[:10]]}")
-  return {"params": jax.tree_util.tree_map(jnp.asarray, params)}
+  def to_torch(modules, leaf):
+    if modules[0] not in index:
+      return None
+    return ".".join(("all_modules", str(index[modules[0]]), *modules[1:], leaf))
 
-
-def _flatten(tree: Mapping, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
-  out = []
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      out += _flatten(v, prefix + (k,))
-    else:
-      out.append((prefix + (k,), v))
-  return out
-
-
-def _param_shapes(model: NCSNpp, config) -> dict[str, tuple]:
-  """{'a/b/kernel': shape} of `model.init`, computed abstractly (nothing allocated)."""
-  size, channels = int(config.data.image_size), int(config.data.num_channels)
-  x = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
-  labels = jax.ShapeDtypeStruct((1,), jnp.float32)
-  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(x.shape),
-                                                jnp.ones(labels.shape), train=False))
-  return {"/".join(map(str, k)): tuple(v.shape) for k, v in _flatten(variables["params"])}
+  return convert_state_dict(state_dict, model, config, to_flax=to_flax, to_torch=to_torch,
+                            architecture=f"NCSN++ (config.model.name={config.model.name!r})")

@@ -20,6 +20,7 @@ the first of which down-samples (except at level 0). With dilation > 1, score_sd
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
@@ -27,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scorejax.models.ddpm import torch_leaf
+from scorejax.models.convert import convert_state_dict
 from scorejax.models.layers import get_act, per_channel
 from scorejax.sde import ncsn_sigmas
 
@@ -303,44 +304,71 @@ def build(config) -> NCSNv2:
       sigma_max=float(m.sigma_max), num_scales=int(m.num_scales))
 
 
+def image_size_multiple(config) -> tuple[int, str]:
+  """(k, why): the image sizes this NCSNv2 can take are the multiples of k.
+
+  Each level after the first whose dilation is 1 halves the resolution with a 2x2
+  mean pool (`ConvMeanPool`), which needs an even size; dilated levels keep it.
+  """
+  dilations = VARIANTS[config.model.name]["dilations"]
+  halvings = sum(1 for i, d in enumerate(dilations) if i > 0 and d == 1)
+  return 2 ** halvings, (f"it halves the resolution {halvings} time(s) (its levels' dilations "
+                         f"are {dilations}; each undilated level after the first mean-pools 2x2)")
+
+
 def convert(state_dict: Mapping[str, Any], config) -> dict:
   """{'params': ...} for `build(config)` from a score_sde_pytorch NCSNv2 state dict.
 
   Torch's `res<k>.<b>` and `refine<k>` map onto `level<i>_res<b>` and `level<i>_refine`;
   inside blocks the names are torch's with `.<n>` list indices joined as `_<n>`.
-  `sigmas` is a derived buffer and is skipped; every other key must be consumed.
+  `sigmas` is a derived buffer and is skipped. A missing, unexpected or
+  wrong-shaped key raises ValueError naming it (`convert.convert_state_dict`).
   """
+  names = VARIANTS[config.model.name]["torch_names"]
   level_of = {}
-  for i, (res, refine) in enumerate(VARIANTS[config.model.name]["torch_names"]):
+  for i, (res, refine) in enumerate(names):
     level_of[res] = f"level{i}_res"
     level_of[refine] = f"level{i}_refine"
-  params: dict = {}
-  for key, value in state_dict.items():
-    if key == "sigmas":
-      continue
+
+  def to_flax(key):
     parts = key.split(".")
     head = parts[0]
+    if len(parts) < 2:
+      return None
     if head in ("begin_conv", "end_conv", "normalizer"):
-      path = [head]
-      rest = parts[1:-1]
+      path, rest = [head], parts[1:-1]
     elif head in level_of and level_of[head].endswith("_res"):
-      path = [level_of[head] + parts[1]]
-      rest = parts[2:-1]
+      if len(parts) < 3 or not parts[1].isdigit():
+        return None
+      path, rest = [level_of[head] + parts[1]], parts[2:-1]
     elif head in level_of:
-      path = [level_of[head]]
-      rest = parts[1:-1]
+      path, rest = [level_of[head]], parts[1:-1]
     else:
-      raise KeyError(f"unexpected NCSNv2 state-dict key {key!r}")
+      return None
     for p in rest:  # 'adapt_convs.0' -> 'adapt_convs_0', 'convs.1' -> 'convs_1'
       if p.isdigit():
         path[-1] = f"{path[-1]}_{p}"
       else:
         path.append(p)
-    leaf, array = torch_leaf(parts[-1], value)
-    tree = params
-    for p in path:
-      tree = tree.setdefault(p, {})
-    if leaf in tree:
-      raise ValueError(f"{key!r}: duplicate parameter {'/'.join(path + [leaf])}")
-    tree[leaf] = array
-  return {"params": jax.tree_util.tree_map(jnp.asarray, params)}
+    return tuple(path), parts[-1]
+
+  def to_torch(modules, leaf):
+    head = modules[0]
+    res = re.fullmatch(r"level(\d+)_res(\d+)", head)
+    refine = re.fullmatch(r"level(\d+)_refine", head)
+    if head in ("begin_conv", "end_conv", "normalizer"):
+      parts = [head]
+    elif res and int(res[1]) < len(names):
+      parts = [names[int(res[1])][0], res[2]]
+    elif refine and int(refine[1]) < len(names):
+      parts = [names[int(refine[1])][1]]
+    else:
+      return None
+    for m in modules[1:]:  # 'adapt_convs_0' -> 'adapt_convs.0'
+      indexed = re.fullmatch(r"(.*[^\d_])_(\d+)", m)
+      parts += [indexed[1], indexed[2]] if indexed else [m]
+    return ".".join((*parts, leaf))
+
+  return convert_state_dict(state_dict, build(config), config, to_flax=to_flax,
+                            to_torch=to_torch,
+                            architecture=f"NCSNv2 (config.model.name={config.model.name!r})")

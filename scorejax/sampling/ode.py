@@ -8,6 +8,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+from scorejax import checks
 from scorejax import sde as sde_lib
 from scorejax.sampling.denoise import tweedie_denoise
 from scorejax.sampling.ode_time import SIGMA_DATA, get_time_variable
@@ -38,7 +39,28 @@ def solve_reverse_ode(sde: sde_lib.SDE, score_fn: Callable[[Array, Array], Array
   rtol = atol = 1e-5 on 48-D mixtures the angle's samples are as accurate as those
   of "t" (per-sample RMS error 1.9e-5 against 1.3e-5 to 2.4e-5, worst sample and
   log-density errors 2-9x smaller) with 49 evaluations instead of 67-109.
+  Raises ValueError for eps outside (0, sde.T), an unknown solver or time variable,
+  or a score_fn not shaped like x_T.
   """
+  _check_ode_arguments(sde, score_fn, x_T.shape, x_T.dtype, eps, solver, time_variable,
+                       sigma_data, "solve_reverse_ode")
+  return _solve_reverse_ode(sde, score_fn, x_T, eps=eps, rtol=rtol, atol=atol, solver=solver,
+                            max_steps=max_steps, time_variable=time_variable,
+                            sigma_data=sigma_data)
+
+
+def _check_ode_arguments(sde, score_fn, shape, dtype, eps, solver, time_variable, sigma_data,
+                         where) -> None:
+  """The ODE samplers' argument checks, before any work (see `scorejax.checks`)."""
+  get_solver(solver)
+  get_time_variable(time_variable, sde, sigma_data)
+  checks.check_time_floor(eps, sde.T, where=where, default=SAMPLING_EPS)
+  checks.check_score_shape(score_fn, shape, dtype, where=where)
+
+
+def _solve_reverse_ode(sde, score_fn, x_T, *, eps, rtol, atol, solver, max_steps,
+                       time_variable, sigma_data):
+  """`solve_reverse_ode` with its arguments already checked."""
   tv = get_time_variable(time_variable, sde, sigma_data)
   ode_solver = get_solver(solver)
   sign = -1.0 if tv.increasing else 1.0
@@ -77,11 +99,17 @@ def ode_sample(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Array], 
   (the original sampler). `sigma_data` is the data std assumed by "angle".
   Returns (samples, nfe) with nfe the score evaluations per sample (one more with
   `denoise`).
+
+  Raises ValueError, before sampling, for eps outside (0, sde.T), an unknown
+  solver or time variable (listing the valid ones), or a score_fn whose output is
+  not shaped like x.
   """
+  _check_ode_arguments(sde, score_fn, shape, checks.default_float_dtype(), eps, solver,
+                       time_variable, sigma_data, "ode_sample")
   x_T = sde.prior_sampling(key, shape)
-  x, nfe = solve_reverse_ode(sde, score_fn, x_T, eps=eps, rtol=rtol, atol=atol,
-                             solver=solver, max_steps=max_steps, time_variable=time_variable,
-                             sigma_data=sigma_data)
+  x, nfe = _solve_reverse_ode(sde, score_fn, x_T, eps=eps, rtol=rtol, atol=atol,
+                              solver=solver, max_steps=max_steps, time_variable=time_variable,
+                              sigma_data=sigma_data)
   if denoise:
     x = tweedie_denoise(sde, score_fn, x, eps)
     nfe = nfe + 1

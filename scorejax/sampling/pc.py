@@ -7,6 +7,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from scorejax import checks
 from scorejax import sde as sde_lib
 from scorejax.sampling.correctors import get_corrector
 from scorejax.sampling.predictors import get_predictor
@@ -21,13 +22,21 @@ def _is_set(name: str | None) -> bool:
 
 
 def _pc_parts(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int, ...], *,
-              predictor, corrector, snr, n_corrector_steps, n_steps, eps):
-  """(number of steps n, step function, x_T, per-step inputs, nfe) shared by the PC samplers."""
-  n = int(n_steps) if n_steps is not None else sde.N
+              predictor, corrector, snr, n_corrector_steps, n_steps, eps, where="pc_sample"):
+  """(number of steps n, step function, x_T, per-step inputs, nfe) shared by the PC samplers.
+
+  Checks the arguments first (names, step count, eps in (0, T), the score's shape).
+  """
   predictor_fn = get_predictor(predictor)
   corrector_fn = get_corrector(corrector)
   if not (_is_set(predictor) or _is_set(corrector)):
-    raise ValueError("pc_sample needs a predictor or a corrector (both are None)")
+    raise ValueError(f"{where} needs a predictor or a corrector (both are None); set "
+                     "predictor='reverse_diffusion' or corrector='langevin'")
+  n = int(n_steps) if n_steps is not None else sde.N
+  if n < 1:
+    raise ValueError(f"{where}: n_steps={n_steps!r} must be >= 1 (or None for sde.N)")
+  checks.check_time_floor(eps, sde.T, where=where, default=SAMPLING_EPS)
+  checks.check_score_shape(score_fn, shape, checks.default_float_dtype(), where=where)
 
   def step(carry, inputs):
     x, _ = carry
@@ -57,6 +66,10 @@ def pc_sample(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int,
   mean is returned), as in the reference "noise removal".
 
   Returns (samples, nfe) with nfe the score evaluations per sample.
+
+  Raises ValueError, before sampling, for an unknown predictor or corrector (listing
+  the valid ones), eps outside (0, sde.T), or a score_fn whose output is not shaped
+  like x.
   """
   _, step, x_T, inputs, nfe = _pc_parts(
       key, sde, score_fn, shape, predictor=predictor, corrector=corrector, snr=snr,
@@ -77,7 +90,7 @@ def pc_trajectory(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[
   """
   n, step, x_T, (ts, keys), _ = _pc_parts(
       key, sde, score_fn, shape, predictor=predictor, corrector=corrector, snr=snr,
-      n_corrector_steps=n_corrector_steps, n_steps=n_steps, eps=eps)
+      n_corrector_steps=n_corrector_steps, n_steps=n_steps, eps=eps, where="pc_trajectory")
   if n % n_frames:
     raise ValueError(f"the number of steps ({n}) must be a multiple of n_frames={n_frames}")
   chunk = n // n_frames

@@ -55,11 +55,11 @@ def _karras(sde, n: int, eps: float, rho: float = KARRAS_RHO) -> Array:
 def _quadratic(sde, n: int, eps: float) -> Array:
   """Quadratic in t, dense near the data (DDIM, Song, Meng & Ermon 2021, App. D.2)."""
   ramp = jnp.linspace(1.0, 0.0, n + 1)
-  return eps + (sde.T - eps) * ramp**2
+  return _pin_ends(eps + (sde.T - eps) * ramp**2, sde.T, eps)
 
 
 def _pin_ends(ts: Array, T: float, eps: float) -> Array:
-  """The grid with its end points exactly T and eps (the inverse map rounds)."""
+  """The grid with its end points exactly T and eps (the inverse map and eps + (T - eps) round)."""
   return ts.at[0].set(T).at[-1].set(eps)
 
 

@@ -82,6 +82,15 @@ class GaussianMixture:
     """(B, K) posterior component probabilities r_k(x)."""
     return jax.vmap(lambda xi: jax.nn.softmax(self._component_logps(xi)))(x)
 
+  def log_responsibilities(self, x: Array) -> Array:
+    """(B, K) log r_k(x) = log p(k | x)."""
+    return jax.vmap(lambda xi: jax.nn.log_softmax(self._component_logps(xi)))(x)
+
+  def component(self, k: int) -> "GaussianMixture":
+    """Component k alone, as a one-component mixture (the class-conditional p(x | k))."""
+    return GaussianMixture(jnp.ones((1,), self.weights.dtype), self.means[k:k + 1],
+                           self.variances[k:k + 1])
+
   def sample_with_labels(self, key: Array, n: int) -> tuple[Array, Array]:
     """n exact samples (n, D) and their component labels (n,)."""
     k_comp, k_noise = jax.random.split(key)
@@ -91,6 +100,32 @@ class GaussianMixture:
 
   def sample(self, key: Array, n: int) -> Array:
     return self.sample_with_labels(key, n)[0]
+
+  # --- conditioning on known coordinates (diagonal covariances) ----------------------
+  def known_log_posterior(self, y: Array, known: Array) -> Array:
+    """(B, K) log p(k | x_d = y_d for the known d), for y (B, D) and known (B, D) or (D,).
+
+    With diagonal covariances the coordinates are independent given k, so (Bishop
+    2006, Sec. 2.3.2 per component, and Eq. 9.13) the posterior weights are
+
+        p(k | y_known) ∝ w_k prod_{d known} N(y_d; mu_kd, v_kd),
+
+    and given k the unknown coordinates stay N(mu_kd, v_kd), independent of y.
+    """
+    chex.assert_rank(y, 2)
+    known = jnp.broadcast_to(jnp.asarray(known, bool), y.shape)
+    logn = -0.5 * (jnp.square(y[:, None] - self.means[None]) / self.variances[None]
+                   + jnp.log(2 * math.pi * self.variances[None]))
+    logits = jnp.log(self.weights)[None] + jnp.sum(jnp.where(known[:, None], logn, 0.0), axis=-1)
+    return jax.nn.log_softmax(logits, axis=-1)
+
+  def sample_given_known(self, key: Array, y: Array, known: Array) -> Array:
+    """Exact draws of p(x | x_d = y_d for the known d): y where known, the rest drawn."""
+    k_comp, k_noise = jax.random.split(key)
+    known = jnp.broadcast_to(jnp.asarray(known, bool), y.shape)
+    labels = jax.random.categorical(k_comp, self.known_log_posterior(y, known), axis=-1)
+    z = jax.random.normal(k_noise, y.shape)
+    return jnp.where(known, y, self.means[labels] + jnp.sqrt(self.variances[labels]) * z)
 
   def affine(self, alpha: Array, std: Array) -> "GaussianMixture":
     """Law of alpha x + std z for x ~ self, z ~ N(0, I)."""
@@ -113,6 +148,18 @@ def marginal_score_fn(mix: GaussianMixture, sde: sde_lib.SDE) -> Callable[[Array
     s = jax.vmap(lambda xi, ti: mix.marginal(sde, ti).score_single(xi))(_flat(x), t)
     return s.reshape(x.shape)
   return score_fn
+
+
+def marginal_log_posterior_fn(mix: GaussianMixture, sde: sde_lib.SDE) -> Callable[[Array, Array], Array]:
+  """Exact `log_prob_fn(x, t) -> (B, K)`: log p_t(k | x), the components taken as classes.
+
+  The time-dependent class posterior of classifier guidance ([SDE] Eq. 14): the
+  responsibilities of the marginal mixture p_t = sum_k w_k p_t(x | k).
+  """
+  def log_prob_fn(x: Array, t: Array) -> Array:
+    return jax.vmap(lambda xi, ti: mix.marginal(sde, ti).log_responsibilities(xi[None])[0])(
+        _flat(x), t)
+  return log_prob_fn
 
 
 def marginal_log_prob_fn(mix: GaussianMixture, sde: sde_lib.SDE) -> Callable[[Array, Array], Array]:

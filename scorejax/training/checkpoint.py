@@ -32,6 +32,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,25 @@ def saved_steps(directory: str) -> list[int]:
                 if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
 
 
-def make_manager(directory: str, *, snapshot_freq: int) -> ocp.CheckpointManager:
-  """A manager keeping the latest checkpoint and every multiple of `snapshot_freq`."""
+def make_manager(directory: str, *, snapshot_freq: int,
+                 read_only: bool = False) -> ocp.CheckpointManager:
+  """A manager keeping the latest checkpoint and every multiple of `snapshot_freq`.
+
+  With `read_only` (sampling, evaluation, bits/dim) the manager only lists and
+  restores: the directory may be read-only or absent (then it lists no steps), and
+  nothing is created, deleted or written in it.
+  """
   directory = os.path.abspath(directory)
+  if read_only:
+    options = ocp.CheckpointManagerOptions(  # no retention policy: it never deletes
+        save_interval_steps=0, max_to_keep=None, keep_period=None, create=False, read_only=True,
+        enable_async_checkpointing=False)
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns "directory is read only"
+    try:
+      return ocp.CheckpointManager(directory, options=options)
+    finally:
+      absl_logging.set_verbosity(verbosity)
   try:
     os.makedirs(directory, exist_ok=True)
   except OSError as e:
@@ -185,12 +202,14 @@ def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any)
   return _restore_verified(manager, step, abstract_state)
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple[Any, int] | None:
+def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any, *,
+                   set_aside: bool = True) -> tuple[Any, int] | None:
   """Restores the newest checkpoint that reads and verifies; falls back to older ones.
 
   `abstract_state` gives structure, shapes, dtypes and shardings (e.g. from
   `jax.eval_shape` plus the shardings of a freshly built state). Returns
-  (state, step), or None when the directory holds no checkpoint.
+  (state, step), or None when the directory holds no checkpoint. Checkpoints that
+  fail are moved aside (`unreadable_step_N`) unless `set_aside` is False (readers).
   """
   steps = sorted(manager.all_steps(), reverse=True)
   if not steps:
@@ -207,7 +226,8 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple
     if errors:
       log.warning("resumed from step %d after skipping unreadable checkpoints: %s", step,
                   "; ".join(errors))
-      _set_aside([s for s in steps if s > step], manager)
+      if set_aside:  # readers (sampling, evaluation) skip them and leave them in place
+        _set_aside([s for s in steps if s > step], manager)
     return state, step
   raise CheckpointError(f"no checkpoint in {manager.directory} could be restored: " + "; ".join(errors))
 

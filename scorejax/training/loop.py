@@ -207,9 +207,9 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
       latest = manager.latest_step()
       raise NonFiniteLossError(
           f"training diverged at step {step}: {problem}, computed on the parameters after step "
-          f"{step - 1}, which were not saved. The newest checkpoint "
-          + (f"(step {latest}) passed this check; rerunning resumes from it" if latest is not None
-             else "does not exist (none passed this check)")
+          f"{step - 1}, which were not saved. "
+          + (f"The newest checkpoint (step {latest}) passed this check; rerunning resumes from it"
+             if latest is not None else "No checkpoint has been saved")
           + ". Lower config.optim.lr, check config.optim.grad_clip, or inspect the data of "
           f"step {step}")
     if log_it and (step % s.log_freq == 0 or step == s.n_iters):

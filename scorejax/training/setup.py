@@ -22,7 +22,7 @@ import optax
 
 from scorejax import data, losses, models
 from scorejax import sde as sde_lib
-from scorejax.report import figures
+from scorejax.report import figures, images
 from scorejax.report.writer import MetricsWriter
 from scorejax.sampling import get_sampling_fn
 from scorejax.training import checkpoint, optim, parallel
@@ -98,7 +98,8 @@ def load_state(c: Components, workdir: str, *, seed: int, snapshot_freq: int,
 
   With `untrained`, the freshly initialized state (step 0) of a run with `seed`
   instead — a baseline for evaluations. `snapshot_freq` is the run's
-  (training.snapshot_freq), as its checkpoint manager was made with.
+  (training.snapshot_freq), as its checkpoint manager was made with. The
+  checkpoints are only read: `workdir/checkpoints` may be read-only.
   """
   mesh = parallel.data_mesh()
   init_key = jax.random.fold_in(jax.random.key(seed), 0)
@@ -106,10 +107,11 @@ def load_state(c: Components, workdir: str, *, seed: int, snapshot_freq: int,
   if untrained:
     return state, 0
   manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
-                                    snapshot_freq=snapshot_freq)
+                                    snapshot_freq=snapshot_freq, read_only=True)
   try:
     if step is None:
-      restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state))
+      restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state),
+                                           set_aside=False)
       if restored is None:
         raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints; train first with --mode=train")
       state, step = restored
@@ -149,20 +151,26 @@ def make_snapshot_sampler(c: Components, s: SampleSettings) -> Callable[[TrainSt
 
 
 def save_snapshot_samples(c: Components, s: SampleSettings, state: TrainState, step: int,
-                          workdir: str, writer: MetricsWriter, sampler=None) -> str:
+                          workdir: str, writer: MetricsWriter | None, sampler=None, *,
+                          path: str | None = None) -> str:
   """Samples with the EMA parameters and writes a PNG (grid, or scatter for 2-D data).
 
-  `sampler` is `make_snapshot_sampler(c, s)`, built here if not given.
+  `sampler` is `make_snapshot_sampler(c, s)`, built here if not given. The PNG goes
+  to `path` (default: the training snapshot's `workdir/samples/step_XXXXXXXX.png`),
+  the samples beside it as `.npy`; `writer` also logs an image grid to TensorBoard
+  (None: the files only).
   """
   sampler = sampler or make_snapshot_sampler(c, s)
   key = jax.random.fold_in(jax.random.key(s.seed + 1), step)
   x = np.asarray(sampler(state, key))
   n = x.shape[0]
-  path = os.path.join(workdir, "samples", f"step_{step:08d}.png")
+  path = path or os.path.join(workdir, "samples", f"step_{step:08d}.png")
   if jax.process_index() == 0:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    if len(c.data_shape) == 3:
+    if len(c.data_shape) == 3 and writer is not None:
       writer.image_grid(step, "samples", x, path)
+    elif len(c.data_shape) == 3:
+      images.save_image_grid(x, path)
     else:
       figures.write_2d_figures(c.sde, ema_score_fn(c, state), x.reshape(n, -1)[:, :2], step, path,
                                toy_name=s.toy_name, seed=s.seed)
