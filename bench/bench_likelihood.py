@@ -22,7 +22,7 @@ and the summary compares the cost at equal measured accuracy.
 
     python bench/bench_likelihood.py            # 256 points, rtol=atol in {1e-3, 1e-5}
     python bench/bench_likelihood.py --quick    # 64 points, 1e-5 only, 2-D VP + 48-D VE
-    python bench/bench_likelihood.py --table 2  # only table 2
+    python bench/bench_likelihood.py --table 2 [--sdes ve,vp]  # only table 2
 
 Measures; asserts nothing about time.
 """
@@ -178,6 +178,7 @@ def main() -> None:
   parser.add_argument("--n", type=int, default=None, help="points per problem")
   parser.add_argument("--table", choices=("1", "2", "all"), default="all",
                       help="1: divergences and time variables, 2: against score_sde's RK45")
+  parser.add_argument("--sdes", default=",".join(SDES), help="comma-separated SDE names (table 2)")
   args = parser.parse_args()
   n = args.n or (64 if args.quick else 256)
   tols = [1e-5] if args.quick else [1e-3, 1e-5]
@@ -187,7 +188,7 @@ def main() -> None:
     table_divergences(n, tols, cases)
   score_sde_tols = [1e-5, 3e-5, 1e-4] if args.quick else [1e-5, 2e-5, 3e-5, 5e-5, 1e-4, 2e-4]
   if args.table in ("2", "all"):
-    table_score_sde(n, ["ve"] if args.quick else list(SDES), score_sde_tols)
+    table_score_sde(n, ["ve"] if args.quick else args.sdes.split(","), score_sde_tols)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Samplers on exact-score problems: NFE, wall time and the error they reach.
 
-    python bench/bench_samplers.py [--quick] [--n 4096] [--ode-n 131072] [--table 1|2|all]
+    python bench/bench_samplers.py [--quick] [--n 4096] [--ode-n 131072] [--table 1|2|all] [--sdes VE,VP]
 
 Table 1: for the 2-D imbalanced mixture and a 48-D four-component mixture, under VE,
 VP, sub-VP and cosine VP, runs the PC sampler (reverse diffusion + Langevin),
@@ -52,6 +52,7 @@ def main() -> None:
                       help="samples for the ODE target table (default 2^17, --quick 2^14)")
   parser.add_argument("--table", choices=("1", "2", "all"), default="all",
                       help="1: samplers on 2-D and 48-D, 2: ode_sample's target in 48-D")
+  parser.add_argument("--sdes", default="VE,VP,subVP,cosVP", help="comma-separated SDE names")
   args = parser.parse_args()
 
   problems = {"2-D imbalanced": mixture.imbalanced_mixture_2d()}
@@ -69,6 +70,7 @@ def main() -> None:
                                                           time_variable=tv)
   sdes = {"VE": sde_lib.VESDE(), "VP": sde_lib.VPSDE(), "subVP": sde_lib.subVPSDE(),
           "cosVP": sde_lib.CosineVPSDE()}
+  sdes = {name: sdes[name] for name in args.sdes.split(",")}
   if args.table in ("1", "all"):
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; n = {args.n} samples per run")
     header = f"{'problem':16s} {'SDE':6s} {'sampler':20s} {'NFE':>6s} {'time s':>8s} {'TV(w)':>7s} {'SW2/floor':>9s} {'dlogp0':>8s}"

@@ -141,14 +141,15 @@ def test_ode_time_variables_solve_the_same_ode(sde_name, mixture_32d):
 @pytest.mark.slow
 @pytest.mark.parametrize("sde_name", list(SDES))
 def test_ode_sample_defaults_reach_p_eps_with_at_most_60_evaluations(sde_name):
-  """`ode_sample` with its defaults (angle, rtol = atol = 1e-5, eps = 1e-3) on a 48-D
-  mixture: <= 60 score evaluations per sample, and mean log p0 of its samples equal to
-  E_{x ~ p_eps}[log p0(x)] within 4 standard errors (sd(log p0) ~ 4.9 nats, so 2^15
-  samples and 2^18 true ones give se ~ 0.03; the paired error against the t solver is
-  < 0.001)."""
+  """Issue 9's target for `ode_sample` with its defaults (angle, rtol = atol = 1e-5,
+  eps = 1e-3, no denoising) on a 48-D mixture with the exact score: <= 60 score
+  evaluations per sample and |mean log p0(samples) - E_{x ~ p_eps}[log p0(x)]| <= 0.05
+  nats. sd(log p0) ~ sqrt(D / 2) ~ 4.9 nats, so 2^17 samples and 2^20 true ones give a
+  standard error of ~0.015 (checked below), and a bias of 0.05 is 3.4 of them: an error
+  the size of the target fails the test (measured: bench/bench_samplers.py --table 2)."""
   sde = SDES[sde_name]
   mix = analytic.high_dim_mixture(jax.random.key(42), dim=48)
-  n, chunk, eps = 2**15, 8192, 1e-3
+  n, chunk, eps = 2**17, 8192, 1e-3
   fn = jax.jit(functools.partial(ode_sample, sde=sde, score_fn=analytic.marginal_score_fn(mix, sde),
                                  shape=(chunk, mix.dim)))
   logps = []
@@ -157,11 +158,12 @@ def test_ode_sample_defaults_reach_p_eps_with_at_most_60_evaluations(sde_name):
     assert int(nfe) <= 60, int(nfe)
     logps.append(mix.log_prob(x))
   logp = jnp.concatenate(logps)
-  truth = mix.marginal(sde, eps).sample(jax.random.key(12), 2**18)
-  logp_true = mix.log_prob(truth)
+  marginal = mix.marginal(sde, eps)
+  logp_true = jnp.concatenate([mix.log_prob(marginal.sample(jax.random.fold_in(jax.random.key(12), i),
+                                                            2**16)) for i in range(16)])
   se = float(jnp.sqrt(jnp.var(logp) / n + jnp.var(logp_true) / logp_true.size))
   dlogp = float(jnp.mean(logp) - jnp.mean(logp_true))
-  assert se < 0.04 and abs(dlogp) <= 4 * se, (dlogp, se)
+  assert se < 0.02 and abs(dlogp) <= 0.05, (dlogp, se)
 
 
 def test_ode_time_variable_names():
