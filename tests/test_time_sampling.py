@@ -37,11 +37,15 @@ def _numerical_cdf(sde, t: np.ndarray) -> np.ndarray:
   return np.interp(t, grid, cum / cum[-1])
 
 
-@pytest.mark.parametrize("name", sorted(SDES))
+@pytest.mark.parametrize("name", ["vp", "subvp", pytest.param("ve", marks=pytest.mark.slow),
+                                  pytest.param("cosine", marks=pytest.mark.slow)])
 def test_importance_times_follow_g2_over_sigma2(name):
   sde = SDES[name]
   n = 20000
-  t, w = time_sampling.sample_times(jax.random.key(0), sde, n, eps=EPS, importance_weighting=True)
+  t, w, closed_cdf = jax.jit(lambda k, grid: (
+      *time_sampling.sample_times(k, sde, n, eps=EPS, importance_weighting=True),
+      time_sampling.importance_cdf(sde, grid, EPS)))(jax.random.key(0),
+                                                     jnp.linspace(EPS, sde.T, 50))
   t = np.sort(np.asarray(t, np.float64))
   assert t[0] >= EPS and t[-1] <= sde.T
   cdf = _numerical_cdf(sde, t)
@@ -49,23 +53,23 @@ def test_importance_times_follow_g2_over_sigma2(name):
   ks = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
   assert ks < 1.95 / math.sqrt(n), ks
   # The closed-form CDF (log-SNR identity) equals the numerical one.
-  grid = np.linspace(EPS, sde.T, 50)
-  np.testing.assert_allclose(np.asarray(time_sampling.importance_cdf(sde, jnp.asarray(grid), EPS)),
-                             _numerical_cdf(sde, grid), atol=2e-3)
+  np.testing.assert_allclose(np.asarray(closed_cdf),
+                             _numerical_cdf(sde, np.linspace(EPS, sde.T, 50)), atol=2e-3)
   # The weights 1 / ((T - eps) q(t)) average to 1 (the integral of the uniform density).
   assert abs(float(jnp.mean(w)) - 1.0) < 4 * float(jnp.std(w)) / math.sqrt(n) + 1e-5  # VE: w = 1
 
 
-@pytest.mark.parametrize("method", ["stratified", "antithetic"])
-def test_correlated_draws_are_uniform_marginally(method):
+def test_correlated_draws_are_uniform_marginally():
   """Each draw of a stratified / antithetic batch is U(0, 1) across batches; the batch
   mean has a far smaller spread than i.i.d. draws'."""
   keys = jax.random.split(jax.random.key(1), 2000)
-  u = np.asarray(jax.jit(jax.vmap(lambda k: time_sampling.uniforms(k, 8, method)))(keys))
-  first = np.sort(u[:, 0])
-  ks = np.max(np.abs(first - (np.arange(first.size) + 0.5) / first.size))
-  assert ks < 1.95 / math.sqrt(first.size), ks
-  assert np.std(u.mean(1)) < 0.5 * math.sqrt(1 / 12 / 8)
+  draws = jax.jit(jax.vmap(lambda k: [time_sampling.uniforms(k, 8, m)
+                                      for m in ("stratified", "antithetic")]))(keys)
+  for u in map(np.asarray, draws):
+    first = np.sort(u[:, 0])
+    ks = np.max(np.abs(first - (np.arange(first.size) + 0.5) / first.size))
+    assert ks < 1.95 / math.sqrt(first.size), ks
+    assert np.std(u.mean(1)) < 0.5 * math.sqrt(1 / 12 / 8)
 
 
 @pytest.mark.parametrize("name", ["vp", pytest.param("subvp", marks=pytest.mark.slow)])
@@ -73,11 +77,11 @@ def test_importance_sampled_loss_is_unbiased_with_lower_variance(name):
   sde = SDES[name]
   mix = mixture.high_dim_mixture(jax.random.key(3), dim=8, num_components=3)
   score_fn = mixture.marginal_score_fn(mix, sde)
-  x0 = mix.sample(jax.random.key(4), 1024)
 
   @jax.jit
   def per_example(key):
-    k_plain, k_iw = jax.random.split(key)
+    k_x, k_plain, k_iw = jax.random.split(key, 3)
+    x0 = mix.sample(k_x, 1024)
     plain = losses.dsm_losses(score_fn, sde, k_plain, x0, likelihood_weighting=True)
     iw = losses.dsm_losses(score_fn, sde, k_iw, x0, likelihood_weighting=True,
                            importance_weighting=True, time_sampling="stratified")

@@ -92,7 +92,9 @@ def evaluate_bpd(config, workdir: str, *, step: int | None = None, untrained: bo
 
 def _dequantize(key: jax.Array, x01: jax.Array, index: jax.Array) -> jax.Array:
   """(x_int + u) / 256 with u ~ U[0, 1)^D keyed by each example's index."""
-  u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i), x01.shape[1:]))(index)
+  # Padding rows carry index -1: any valid key will do, their results are dropped.
+  u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, jnp.maximum(i, 0)),
+                                            x01.shape[1:]))(index)
   return (jnp.round(x01 * 255.0) + u) / 256.0
 
 
@@ -169,8 +171,9 @@ def bpd_of_state(c: Components, state: TrainState,
         valid[batch.shape[0]:] = False
         if max_examples is not None:
           valid[: batch.shape[0]] &= index < max_examples
-        fill = local_padded - batch.shape[0]   # pad with copies of the first example
-        batch = np.concatenate([batch, np.repeat(batch[:1], fill, axis=0)]) if fill else batch
+        fill = local_padded - batch.shape[0]   # pad with copies of an example (or zeros)
+        pad = batch[:1] if batch.shape[0] else np.zeros((1, *c.data_shape), np.float32)
+        batch = np.concatenate([batch, np.repeat(pad, fill, axis=0)]) if fill else batch
         index = np.concatenate([index, np.full(fill, -1)]).astype(np.int32)
         out = bpd_fn(state, *(parallel.global_batch(v, mesh) for v in (batch, index, valid)),
                      jax.random.fold_in(key_r, b))
