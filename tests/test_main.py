@@ -205,11 +205,12 @@ def free_port() -> int:
 
 # ----------------------------------------------------------------------------- 1. every config
 
-# Configs that are a swept config with only training-loss flags changed, flags another swept
-# config already trains with: the maximum-likelihood CIFAR-10 variants are vp/subvp_cifar10
-# with likelihood + importance weighting, which digits_likelihood trains on a DDPM++ U-Net
-# (each would cost another ~30-60 s U-Net compilation).
-SWEPT_ELSEWHERE = {"vp_cifar10_likelihood", "subvp_cifar10_likelihood"}
+# Configs that are a swept config with only the training loss's flags changed: the
+# maximum-likelihood variants (likelihood + importance weighting) of vp/subvp_cifar10 and
+# digits. Each would cost another ~30-60 s U-Net compilation here; the loss they train with
+# is tested in test_time_sampling.py, and digits_likelihood trains 1000 steps through the
+# command line in test_likelihood_training.py (slow).
+SWEPT_ELSEWHERE = {"vp_cifar10_likelihood", "subvp_cifar10_likelihood", "digits_likelihood"}
 
 
 def _config_names() -> list[str]:
