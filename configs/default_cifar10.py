@@ -23,6 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
   training.reduce_mean = False           # mean (True) or sum (False) of the per-pixel loss
   training.likelihood_weighting = False  # lambda(t) = g(t)^2 (Song et al. 2021b) instead of std^2
   training.eps = 1e-5                    # time floor of the continuous DSM loss: t ~ U(eps, T)
+  training.importance_weighting = False  # t ~ g^2/sigma^2, reweighted (Song et al. 2021b, Sec. 5)
+  training.time_sampling = "iid"         # t over a batch: 'iid' | 'stratified' | 'antithetic'
   training.batch_size = 128              # global batch, split over all devices and hosts
   training.n_iters = 1300001
   training.snapshot_freq = 50000         # kept checkpoints (and sample grids)

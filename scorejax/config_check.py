@@ -15,6 +15,7 @@ import jax
 
 from scorejax import models
 from scorejax import sde as sde_lib
+from scorejax import time_sampling
 from scorejax.sampling import CORRECTORS, FEW_STEP_METHODS, PREDICTORS, SAMPLING_METHODS
 from scorejax.sampling.from_config import few_step_schedule
 from scorejax.sampling.schedules import SAMPLING_EPS
@@ -50,6 +51,18 @@ def validate(config, *, device_count: int | None = None) -> None:
     if t.likelihood_weighting:
       raise ConfigError("config.training.likelihood_weighting=True needs continuous training; "
                         "set --config.training.continuous=True or likelihood_weighting=False")
+    if t.get("importance_weighting", False):
+      raise ConfigError("config.training.importance_weighting=True needs continuous training (it "
+                        "samples the continuous time t); set --config.training.continuous=True or "
+                        "importance_weighting=False")
+  if t.get("importance_weighting", False) and not t.likelihood_weighting:
+    raise ConfigError("config.training.importance_weighting=True samples t with density "
+                      "g(t)^2/sigma(t)^2, the likelihood weighting's; set "
+                      "--config.training.likelihood_weighting=True (maximum-likelihood training, "
+                      "Song et al. 2021b) or importance_weighting=False")
+  if str(t.get("time_sampling", "iid")) not in time_sampling.TIME_SAMPLINGS:
+    raise ConfigError(f"config.training.time_sampling={t.time_sampling!r} is not one of "
+                      f"{sorted(time_sampling.TIME_SAMPLINGS)}")
   if str(s.method).lower() not in SAMPLING_METHODS:
     raise ConfigError(f"config.sampling.method={s.method!r} is not one of {SAMPLING_METHODS}")
   if str(s.method).lower() in FEW_STEP_METHODS:

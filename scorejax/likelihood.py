@@ -312,3 +312,8 @@ def bits_per_dim(logp: Array, data_shape: Sequence[int], *, offset: float = 8.0)
   """
   d = math.prod(tuple(data_shape))
   return -logp / (d * math.log(2.0)) + offset
+
+
+# The variational bound lives in its own module (scorejax/likelihood_bound.py); re-exported
+# here as part of the likelihood API (API.md).
+from scorejax.likelihood_bound import elbo_bits_per_dim, elbo_nats, elbo_terms  # noqa: E402,F401

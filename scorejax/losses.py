@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from scorejax import sde as sde_lib
+from scorejax import time_sampling as time_sampling_lib
 from scorejax.models.score_fn import get_model_fn, get_score_fn
 
 Array = jax.Array
@@ -59,11 +60,6 @@ TRAINING_EPS = 1e-5
 def _reduce(sq: Array, reduce_mean: bool) -> Array:
   """score_sde's reduce_op on one example: mean, or half the sum, over all its entries."""
   return jnp.mean(sq) if reduce_mean else 0.5 * jnp.sum(sq)
-
-
-def _sample_times(key: Array, n: int, sde: sde_lib.SDE, eps: float) -> Array:
-  """t ~ U(eps, T), shape (n,)."""
-  return jax.random.uniform(key, (n,), minval=eps, maxval=sde.T)
 
 
 def _per_example_score(score_fn: ScoreFn) -> Callable[[Array, Array], Array]:
@@ -95,35 +91,69 @@ def perturb(sde: sde_lib.SDE, key: Array, x0: Array, *, eps: float = TRAINING_EP
 
   Returns (xt, t, z, std) with t, std shaped (B,).
   """
+  xt, t, z, std, _ = perturb_weighted(sde, key, x0, eps=eps)
+  return xt, t, z, std
+
+
+def perturb_weighted(sde: sde_lib.SDE, key: Array, x0: Array, *, eps: float = TRAINING_EPS,
+                     importance_weighting: bool = False, time_sampling: str = "iid"
+                     ) -> tuple[Array, Array, Array, Array, Array]:
+  """`perturb` with the time draw of `scorejax.time_sampling.sample_times`.
+
+  Returns (xt, t, z, std, w): w (B,) is 1 for t ~ U(eps, T), and 1 / ((T - eps) q(t))
+  for t ~ q ∝ g^2 / sigma^2 with `importance_weighting` ([MLE] Sec. 5), so that
+  w-weighted means estimate the same expectation as uniform t. `time_sampling`:
+  "iid", "stratified" or "antithetic" draws over the batch.
+  """
   k_t, k_z = jax.random.split(key)
-  t = _sample_times(k_t, x0.shape[0], sde, eps)
+  t, w = time_sampling_lib.sample_times(k_t, sde, x0.shape[0], eps=eps,
+                                        importance_weighting=importance_weighting,
+                                        method=time_sampling)
   z = jax.random.normal(k_z, x0.shape, x0.dtype)
   mean, std = sde.marginal_prob(x0, t)
-  return mean + sde_lib.batch_broadcast(std, x0) * z, t, z, std
+  return mean + sde_lib.batch_broadcast(std, x0) * z, t, z, std, w
 
 
 def dsm_losses(score_fn: ScoreFn, sde: sde_lib.SDE, key: Array, x0: Array, *,
                eps: float = TRAINING_EPS, likelihood_weighting: bool = False,
-               reduce_mean: bool = False) -> Array:
+               reduce_mean: bool = False, importance_weighting: bool = False,
+               time_sampling: str = "iid") -> Array:
   """Per-example continuous DSM losses (B,) ([SDE] Eq. 7; see `dsm_example_loss`).
 
   `score_fn(x, t)` is batched; it is evaluated once on the whole perturbed batch.
+  With `importance_weighting`, t ~ q(t) ∝ g(t)^2 / sigma(t)^2 and each loss is
+  multiplied by 1 / ((T - eps) q(t)) ([MLE] Sec. 5), so its expectation is unchanged
+  (that of t ~ U(eps, T)). With likelihood weighting the product is
+  Z / (T - eps) reduce((sigma s + z)^2), Z = 2 (lambda(eps) - lambda(T)): bounded,
+  where the uniform-t estimate reduce((s + z / sigma)^2) g^2 is not.
+  `time_sampling` ("iid", "stratified", "antithetic") correlates the batch's times.
   """
-  xt, t, z, std = perturb(sde, key, x0, eps=eps)
+  xt, t, z, std, w = perturb_weighted(sde, key, x0, eps=eps,
+                                      importance_weighting=importance_weighting,
+                                      time_sampling=time_sampling)
   score = score_fn(xt, t)
   chex.assert_equal_shape([score, x0])
+  if importance_weighting and likelihood_weighting:
+    # g^2 reduce((s + z/std)^2) / ((T - eps) q) = Z/(T - eps) reduce((std s + z)^2): no
+    # division by a small std^2 (the two are equal in exact arithmetic).
+    scale = time_sampling_lib.likelihood_weight_normalizer(sde, eps) / (sde.T - eps)
+    return scale * jax.vmap(lambda s, zi, si: dsm_example_loss(
+        s, zi, si, 1.0, reduce_mean=reduce_mean))(score, z, std)
   diffusion = sde.diffusion_coeff(t)
-  return jax.vmap(lambda s, zi, si, gi: dsm_example_loss(
+  return w * jax.vmap(lambda s, zi, si, gi: dsm_example_loss(
       s, zi, si, gi, likelihood_weighting=likelihood_weighting, reduce_mean=reduce_mean))(
           score, z, std, diffusion)
 
 
 def dsm_loss(score_fn: ScoreFn, sde: sde_lib.SDE, key: Array, x0: Array, *,
              eps: float = TRAINING_EPS, likelihood_weighting: bool = False,
-             reduce_mean: bool = False) -> Array:
+             reduce_mean: bool = False, importance_weighting: bool = False,
+             time_sampling: str = "iid") -> Array:
   """Batch mean of `dsm_losses`: the Monte-Carlo estimate of [SDE] Eq. 7."""
   return jnp.mean(dsm_losses(score_fn, sde, key, x0, eps=eps,
-                             likelihood_weighting=likelihood_weighting, reduce_mean=reduce_mean))
+                             likelihood_weighting=likelihood_weighting, reduce_mean=reduce_mean,
+                             importance_weighting=importance_weighting,
+                             time_sampling=time_sampling))
 
 
 # --- sliced score matching ([SSM] Eqs. 8, 9) ------------------------------------------
@@ -263,12 +293,17 @@ def _variables(params: Any, model_state: Mapping[str, Any]) -> dict:
 
 def get_sde_loss_fn(sde: sde_lib.SDE, model, *, train: bool = True, reduce_mean: bool = False,
                     continuous: bool = True, likelihood_weighting: bool = False,
-                    eps: float = TRAINING_EPS) -> LossFn:
+                    eps: float = TRAINING_EPS, importance_weighting: bool = False,
+                    time_sampling: str = "iid") -> LossFn:
   """`loss_fn(params, model_state, key, batch) -> (loss, new_model_state)`.
 
   `continuous=True`: denoising score matching with t ~ U(eps, T) ([SDE] Eq. 7), with
   the network turned into a score by `get_score_fn` (labels and output scaling per
   SDE), weighted by std^2 or, with `likelihood_weighting`, by g^2 ([MLE] Eq. 9).
+  `importance_weighting` draws t with density ∝ g^2 / sigma^2 and reweights, so the
+  expected loss is unchanged ([MLE] Sec. 5; with likelihood weighting, the
+  maximum-likelihood training of [MLE]); `time_sampling` ("iid", "stratified",
+  "antithetic") correlates the batch's times (`scorejax.time_sampling`).
   `continuous=False`: the discrete loss of the SDE's chain (`DISCRETE_LOSSES`): SMLD
   for a VESDE (`get_smld_loss_fn`) and DDPM for a VPSDE (`get_ddpm_loss_fn`).
 
@@ -276,7 +311,14 @@ def get_sde_loss_fn(sde: sde_lib.SDE, model, *, train: bool = True, reduce_mean:
   collections (empty for the GroupNorm models here); it is passed through unchanged.
   In training mode the dropout key is split from `key`.
   """
+  if time_sampling not in time_sampling_lib.TIME_SAMPLINGS:
+    raise ValueError(f"time_sampling={time_sampling!r} is not one of "
+                     f"{sorted(time_sampling_lib.TIME_SAMPLINGS)}")
   if not continuous:
+    if importance_weighting:
+      raise ValueError(
+          "training.importance_weighting=True needs training.continuous=True: it samples the "
+          "continuous time t. Set training.continuous=True or training.importance_weighting=False.")
     if likelihood_weighting:
       raise ValueError(
           "training.likelihood_weighting=True needs training.continuous=True: the discrete "
@@ -295,7 +337,8 @@ def get_sde_loss_fn(sde: sde_lib.SDE, model, *, train: bool = True, reduce_mean:
     score_fn = get_score_fn(sde, model, _variables(params, model_state), continuous=True,
                             train=train, dropout_key=k_dropout if train else None)
     loss = dsm_loss(score_fn, sde, k_loss, batch, eps=eps,
-                    likelihood_weighting=likelihood_weighting, reduce_mean=reduce_mean)
+                    likelihood_weighting=likelihood_weighting, reduce_mean=reduce_mean,
+                    importance_weighting=importance_weighting, time_sampling=time_sampling)
     return loss, model_state
   return loss_fn
 
@@ -379,7 +422,7 @@ DISCRETE_LOSSES: Mapping[str, Callable[..., LossFn]] = {
 
 __all__ = [
     "TRAINING_EPS", "DISCRETE_LOSSES", "get_sde_loss_fn", "get_smld_loss_fn", "get_ddpm_loss_fn",
-    "dsm_loss", "dsm_losses", "dsm_example_loss", "perturb",
+    "dsm_loss", "dsm_losses", "dsm_example_loss", "perturb", "perturb_weighted",
     "smld_example_loss", "ddpm_example_loss",
     "sliced_score_matching_loss", "sliced_score_matching_losses", "sliced_score_matching_single",
     "sliced_sde_loss", "sliced_sde_losses",

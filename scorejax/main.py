@@ -28,7 +28,7 @@ is an error):
   eval        evaluation.loop.evaluate (options: config.eval.*)
   sample      evaluation.samples.sample_from_workdir
   likelihood  evaluation.bpd.evaluate_bpd: --checkpoint --untrained --split --divergence
-              --num_repeats --max_examples --batch_size --rtol --atol --eps
+              --num_repeats --max_examples --batch_size --rtol --atol --eps --bound_n_t
   fid_stats   evaluation.reference_stats.compute_reference_stats (no --workdir): --out
               --split --features --inception_weights --batch_size --max_examples
               --save_features --cache_dir
@@ -50,6 +50,7 @@ from scorejax.evaluation import bpd, reference_stats, samples
 from scorejax.evaluation import loop as evaluation_loop
 from scorejax.evaluation.metrics import digits_classifier, inception
 from scorejax.likelihood import DIVERGENCES, LIKELIHOOD_EPS
+from scorejax.likelihood_bound import BOUND_N_T
 from scorejax.training import loop as training_loop
 from scorejax.training import checkpoint, parallel, run_config, run_lock
 from scorejax.training.guard import NonFiniteLossError
@@ -87,6 +88,8 @@ _NUM_REPEATS = flags.DEFINE_integer("num_repeats", 1, "likelihood: passes over t
 _RTOL = flags.DEFINE_float("rtol", 1e-5, "likelihood: ODE solver relative tolerance.")
 _ATOL = flags.DEFINE_float("atol", 1e-5, "likelihood: ODE solver absolute tolerance.")
 _EPS = flags.DEFINE_float("eps", LIKELIHOOD_EPS, "likelihood: time floor where the ODE starts.")
+_BOUND_N_T = flags.DEFINE_integer("bound_n_t", BOUND_N_T, "likelihood: times per example of the "
+                                  "variational bound's Monte-Carlo estimate (0: ODE only).")
 # --mode=fid_stats
 _OUT = flags.DEFINE_string("out", None, "fid_stats: output .npz path (required).")
 _FEATURES = flags.DEFINE_enum("features", "inception", list(reference_stats.FEATURE_KINDS),
@@ -110,7 +113,7 @@ flags.mark_flags_as_required(["config"])
 MODE_OPTIONS = {
     "train": ("allow_config_change",),
     "likelihood": ("split", "batch_size", "max_examples", "checkpoint", "untrained", "divergence",
-                   "num_repeats", "rtol", "atol", "eps"),
+                   "num_repeats", "rtol", "atol", "eps", "bound_n_t"),
     "fid_stats": ("split", "batch_size", "max_examples", "out", "features", "inception_weights",
                   "save_features", "cache_dir"),
 }
@@ -176,11 +179,16 @@ def _likelihood(config, workdir: str) -> None:
                        split=_SPLIT.value or "test", divergence=_DIVERGENCE.value,
                        num_repeats=_NUM_REPEATS.value, max_examples=_MAX_EXAMPLES.value,
                        batch_size=_BATCH_SIZE.value, rtol=_RTOL.value, atol=_ATOL.value,
-                       eps=_EPS.value)
+                       eps=_EPS.value, bound_n_t=_BOUND_N_T.value)
   which = "untrained model" if r["untrained"] else f"checkpoint {r['step']}"
   print(f"{which}, {r['split']} split, {r['num_examples']} examples x {r['num_repeats']} "
         f"dequantization draw(s), divergence={r['divergence']}:")
   print(f"  bits/dim = {r['bpd']:.4f} ± {r['bpd_stderr']:.4f} (standard error)")
+  if r["bound_n_t"]:
+    print(f"  variational bound = {r['bound_bpd']:.4f} ± {r['bound_bpd_stderr']:.4f} bits/dim "
+          f"({r['bound_n_t']} times per example); bound - ODE = {r['bound_minus_ode_bpd']:.4f} ± "
+          f"{r['bound_minus_ode_bpd_stderr']:.4f}")
+  print(f"  per example: {r['examples_file']}")
   print(f"  NFE per batch = {r['nfe_mean']:.0f}, throughput = {r['examples_per_second']:.1f} examples/s")
 
 

@@ -29,7 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 2700
 # What a digits training run depends on (paths relative to the repository root).
 TRAINING_CODE = ("configs", "scorejax/models", "scorejax/training", "scorejax/data",
-                 "scorejax/losses.py", "scorejax/sde.py", "scorejax/parameterization.py",
+                 "scorejax/losses.py", "scorejax/time_sampling.py", "scorejax/sde.py",
+                 "scorejax/parameterization.py",
                  "scorejax/main.py")
 
 

@@ -53,11 +53,18 @@ def _set(config, **fields):
      ["predictor and .corrector are both 'none'"]),
     ({"training__sde": "subvpsde", "sampling__method": "pc", "sampling__predictor": "ancestral"},
      ["predictor='ancestral'", "sub-VP", "reverse_diffusion"]),
+    ({"training__importance_weighting": True},
+     ["config.training.importance_weighting=True", "--config.training.likelihood_weighting=True"]),
+    ({"training__continuous": False, "training__importance_weighting": True},
+     ["config.training.importance_weighting=True needs continuous training"]),
+    ({"training__time_sampling": "sobol"},
+     ["config.training.time_sampling='sobol'", "'antithetic'", "'stratified'"]),
     ({"training__batch_size": 0}, ["config.training.batch_size=0 must be positive"]),
     ({"training__snapshot_freq_for_preemption": -1},
      ["config.training.snapshot_freq_for_preemption=-1 must be positive"]),
 ], ids=["unknown_sde", "unknown_model", "subvp_discrete", "cosine_discrete",
-        "likelihood_weighting_discrete", "unknown_method", "unknown_predictor", "unknown_corrector",
+        "likelihood_weighting_discrete", "importance_without_likelihood_weighting",
+        "importance_discrete", "unknown_time_sampling", "unknown_method", "unknown_predictor", "unknown_corrector",
         "no_predictor_no_corrector", "ancestral_subvp", "zero_batch", "negative_preemption_freq"])
 def test_bad_field_is_named_with_its_fix(fields, expected):
   config = _set(_toy(), **fields)
@@ -70,6 +77,8 @@ def test_bad_field_is_named_with_its_fix(fields, expected):
 def test_valid_variants_pass():
   """The combinations next to the refused ones are accepted (the checks are not too wide)."""
   config_check.validate(_set(_toy(), training__continuous=False))  # VP has the DDPM chain
+  config_check.validate(_set(_toy(), training__likelihood_weighting=True,
+                             training__importance_weighting=True, training__time_sampling="stratified"))
   config_check.validate(_set(_toy(), training__sde="vesde", training__continuous=False,
                              sampling__method="pc", sampling__predictor="ancestral"))
   config_check.validate(_set(_toy(), sampling__method="PC", sampling__predictor="none",

@@ -277,7 +277,7 @@ def test_read_only_checkpoints_are_sampled_measured_and_evaluated(trained, tmp_p
     sample = _ok(_cli(workdir, "--mode=sample", *TOY_ARGS, prefix=prefix))
     likelihood = _ok(_cli(workdir, "--mode=likelihood", "--config=configs/toy_2d.py:smoke",
                           "--max_examples=64", "--batch_size=32", "--divergence=exact",
-                          "--rtol=1e-3", "--atol=1e-3", prefix=prefix))
+                          "--rtol=1e-3", "--atol=1e-3", "--bound_n_t=8", prefix=prefix))
     evaluation = _ok(_cli(workdir, "--mode=eval", "--config=configs/toy_2d.py:smoke",
                           "--config.eval.batch_size=2000", prefix=prefix))
   finally:

@@ -25,6 +25,7 @@ other, and with the checkpoint they wrote together, exactly.
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import os
@@ -204,9 +205,17 @@ def free_port() -> int:
 
 # ----------------------------------------------------------------------------- 1. every config
 
+# Configs that are a swept config with only the training loss's flags changed: the
+# maximum-likelihood variants (likelihood + importance weighting) of vp/subvp_cifar10 and
+# digits. Each would cost another ~30-60 s U-Net compilation here; the loss they train with
+# is tested in test_time_sampling.py, and digits_likelihood trains 1000 steps through the
+# command line in test_likelihood_training.py (slow).
+SWEPT_ELSEWHERE = {"vp_cifar10_likelihood", "subvp_cifar10_likelihood", "digits_likelihood"}
+
+
 def _config_names() -> list[str]:
   return [p.stem for p in sorted(CONFIG_DIR.glob("*.py"))
-          if p.stem not in NOT_CONFIGS and "def get_config" in p.read_text()]
+          if p.stem not in NOT_CONFIGS | SWEPT_ELSEWHERE and "def get_config" in p.read_text()]
 
 
 def _load_config(name: str):
@@ -507,23 +516,42 @@ def test_sample_mode_draws_the_grid_of_the_newest_checkpoint(trained_workdir, tm
 
 def test_likelihood_mode_on_a_freshly_trained_toy_run(trained_workdir, tmp_path):
   """`--mode=likelihood` on the toy run just trained: the newest checkpoint by default,
-  the options as given, bits/dim printed and written as JSON, equal to the library's."""
+  the options as given, bits/dim and the variational bound printed and written as JSON,
+  one CSV row per example; run on 2 devices (each batch split over them, the last one
+  partly masked by --max_examples), equal to the library's on one."""
   from configs import toy_2d
   from scorejax.evaluation.bpd import evaluate_bpd
 
   workdir = tmp_path / "run"
   shutil.copytree(trained_workdir, workdir)
-  options = dict(max_examples=96, batch_size=32, divergence="exact", rtol=1e-3, atol=1e-3)
+  options = dict(max_examples=90, batch_size=32, divergence="exact", rtol=1e-3, atol=1e-3,
+                 bound_n_t=16)
+  env = _env()
+  env["XLA_FLAGS"] += " --xla_force_host_platform_device_count=2"
   out = ok(cli(workdir, "--config=configs/toy_2d.py:smoke", "--mode=likelihood",
-               *(f"--{k}={v}" for k, v in options.items())))
-  assert "checkpoint 20, test split, 96 examples x 1 dequantization draw(s), divergence=exact" in out, out
+               *(f"--{k}={v}" for k, v in options.items()), env=env))
+  assert "checkpoint 20, test split, 90 examples x 1 dequantization draw(s), divergence=exact" in out, out
   assert "bits/dim = " in out, out
   result = json.loads((workdir / "likelihood_test_step20.json").read_text())
   assert result["step"] == 20 and not result["untrained"]
-  assert result["num_examples"] == 96 and result["num_repeats"] == 1
+  assert result["num_examples"] == 90 and result["num_repeats"] == 1
   assert (result["divergence"], result["rtol"], result["atol"]) == ("exact", 1e-3, 1e-3)
   assert result["offset"] == 0.0  # 2-D toy points: no dequantization offset
   assert np.isfinite(result["bpd"]) and np.isfinite(result["bpd_stderr"]) and result["nfe_mean"] > 0
 
+  # The variational bound too, and one row per example (index, bpd ODE, bpd bound, NFE).
+  assert "variational bound = " in out and result["bound_n_t"] == 16, out
+  assert np.isfinite(result["bound_bpd"]) and np.isfinite(result["bound_bpd_stderr"])
+  with open(workdir / "likelihood_test_step20_examples.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [int(r["index"]) for r in rows] == list(range(90))
+  assert list(rows[0]) == ["index", "bpd_ode", "bpd_bound", "nfe_ode", "nfe_bound"]
+  ode = np.array([float(r["bpd_ode"]) for r in rows])
+  bound = np.array([float(r["bpd_bound"]) for r in rows])
+  np.testing.assert_allclose(ode.mean(), result["bpd"], rtol=1e-5)
+  np.testing.assert_allclose(bound.mean(), result["bound_bpd"], rtol=1e-5)
+  assert {int(r["nfe_bound"]) for r in rows} == {17} and all(int(r["nfe_ode"]) > 0 for r in rows)
+
   library = evaluate_bpd(toy_2d.get_config("smoke"), str(workdir), **options)
   np.testing.assert_allclose(library["bpd"], result["bpd"], rtol=1e-5)
+  np.testing.assert_allclose(library["bound_bpd"], result["bound_bpd"], rtol=1e-5)

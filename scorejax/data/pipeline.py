@@ -379,7 +379,8 @@ def eval_num_batches(config: Any, split: str = "test", *, batch_size: int | None
 class EvalData(NamedTuple):
   """A config's data as evaluation reads it, for code below the config edge (`eval_data`).
 
-  `batches(split, batch_size)`: one ordered pass over `split`, as `eval_batches`;
+  `batches(split, batch_size, drop_remainder=True)`: one ordered pass over `split`, as
+  `eval_batches`;
   `images(split)`: its uint8 image source, as `open_image_source`; `dataset` and
   `image_size`: `config.data`'s; `num_batches(split, batch_size)`: how many batches
   `batches` yields (as `eval_num_batches`; None where unknown).
@@ -393,11 +394,11 @@ class EvalData(NamedTuple):
 
 def eval_data(config: Any) -> EvalData:
   """`config`'s evaluation data (`EvalData`); nothing is opened until it is used."""
-  def batches(split: str, batch_size: int) -> Iterator[np.ndarray]:
-    return eval_batches(config, split, batch_size=batch_size)
+  def batches(split: str, batch_size: int, drop_remainder: bool = True) -> Iterator[np.ndarray]:
+    return eval_batches(config, split, batch_size=batch_size, drop_remainder=drop_remainder)
 
-  def num_batches(split: str, batch_size: int) -> int:
-    return eval_num_batches(config, split, batch_size=batch_size)
+  def num_batches(split: str, batch_size: int, drop_remainder: bool = True) -> int:
+    return eval_num_batches(config, split, batch_size=batch_size, drop_remainder=drop_remainder)
 
   return EvalData(dataset=str(config.data.dataset), image_size=int(config.data.image_size),
                   batches=batches, images=functools.partial(open_image_source, config),

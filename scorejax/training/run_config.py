@@ -33,7 +33,8 @@ CONFIG_NAME = "config.json"
 # (prefix of a dotted field name): a field matches a prefix equal to it or followed by "."
 IDENTITY_FIELDS = ("model", "data.dataset", "data.image_size", "data.num_channels",
                    "data.centered", "data.toy_name", "training.sde", "training.continuous",
-                   "training.reduce_mean", "training.likelihood_weighting")
+                   "training.reduce_mean", "training.likelihood_weighting",
+                   "training.importance_weighting")
 IDENTITY_EXCEPTIONS = ("model.ema_rate", "model.dropout")  # change the continued training only
 HARMLESS_FIELDS = ("training.n_iters", "training.log_freq", "training.eval_freq",
                    "training.snapshot_freq", "training.snapshot_freq_for_preemption",

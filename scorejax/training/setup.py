@@ -61,7 +61,10 @@ def build_components(config) -> Components:
   t = config.training
   continuous = bool(t.continuous)
   common = dict(reduce_mean=bool(t.reduce_mean), continuous=continuous,
-                likelihood_weighting=bool(t.likelihood_weighting), eps=float(t.eps))
+                likelihood_weighting=bool(t.likelihood_weighting), eps=float(t.eps),
+                # absent from configs written before maximum-likelihood training: the defaults
+                importance_weighting=bool(t.get("importance_weighting", False)),
+                time_sampling=str(t.get("time_sampling", "iid")))
   return Components(
       sde=sde, model=model, continuous=continuous,
       optimizer=optim.optimizer_from_config(config.optim),
