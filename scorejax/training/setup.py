@@ -61,11 +61,12 @@ def build_components(config) -> Components:
   continuous = bool(t.continuous)
   common = dict(reduce_mean=bool(t.reduce_mean), continuous=continuous,
                 likelihood_weighting=bool(t.likelihood_weighting), eps=float(t.eps))
+  label_dropout = float(t.get("label_dropout", 0.0))
   return Components(
       sde=sde, model=model, continuous=continuous,
       optimizer=optim.optimizer_from_config(config.optim),
       learning_rate=optim.learning_rate_schedule(float(config.optim.lr), int(config.optim.warmup)),
-      loss_fn=losses.get_sde_loss_fn(sde, model, train=True, **common),
+      loss_fn=losses.get_sde_loss_fn(sde, model, train=True, label_dropout=label_dropout, **common),
       eval_loss_fn=losses.get_sde_loss_fn(sde, model, train=False, **common),
       data_shape=data.get_data_shape(config), centered=bool(config.data.centered),
       scaler=data.get_data_scaler(config), inverse_scaler=data.get_data_inverse_scaler(config))
@@ -81,9 +82,19 @@ def init_state(c: Components, key: Array) -> TrainState:
   return TrainState.create(params, c.optimizer, model_state=variables)
 
 
+def num_classes(config) -> int:
+  """The classes of a label-conditional score model (`config.model.num_classes`; 0: unconditional)."""
+  return int(config.model.get("num_classes", 0))
+
+
 def with_scaler(step_fn: Callable, scaler: Callable[[Array], Array]) -> Callable:
-  """Applies the data scaler ([0,1] -> model range) to the batch inside the jitted step."""
-  return lambda state, batch, key: step_fn(state, scaler(batch), key)
+  """Applies the data scaler ([0,1] -> model range) to the batch inside the jitted step
+  (to the images of a labelled batch `{"image", "label"}`)."""
+  def scale(batch):
+    if isinstance(batch, dict):
+      return {**batch, "image": scaler(batch["image"])}
+    return scaler(batch)
+  return lambda state, batch, key: step_fn(state, scale(batch), key)
 
 
 def ema_score_fn(c: Components, state: TrainState):
