@@ -171,3 +171,23 @@ def test_task_settings_from_config():
   np.testing.assert_array_equal(ts.labels(), np.repeat(np.arange(10), 2))
   config_check.validate(_digits(model__num_classes=10, training__label_dropout=0.1,
                                 sampling__task="class", sampling__guidance="classifier_free"))
+
+
+def test_classifier_run_resume_rules():
+  """A classifier run refuses changes of its network, data or SDE; the score model's are harmless."""
+  from scorejax.training import run_config  # pylint: disable=import-outside-toplevel
+  record = run_config.config_as_dict(_digits())
+  kinds = dict(identity=run_config.CLASSIFIER_IDENTITY_FIELDS,
+               exceptions=run_config.CLASSIFIER_IDENTITY_EXCEPTIONS,
+               harmless=run_config.CLASSIFIER_HARMLESS_FIELDS)
+
+  def changes(**fields):
+    return {k: [f for f, _, _ in v] for k, v in run_config.classify_changes(
+        record, run_config.config_as_dict(_digits(**fields)), **kinds).items() if v}
+
+  assert changes(classifier__depth=16) == {"refused": ["classifier.depth"]}
+  assert changes(model__beta_max=10.0) == {"refused": ["model.beta_max"]}
+  assert changes(model__nf=64, training__batch_size=32) == {
+      "harmless": ["model.nf", "training.batch_size"]}
+  assert changes(classifier__batch_size=32) == {"needs_flag": ["classifier.batch_size"]}
+  assert changes(classifier__n_iters=900) == {"harmless": ["classifier.n_iters"]}

@@ -169,14 +169,15 @@ def load_classifier(config, classifier_dir: str) -> tuple[Components, dict]:
           f"SDE: {'; '.join(f'config.{f}: {a!r} -> {b!r}' for f, a, b in changes['refused'])}. "
           "Use the recorded values or retrain the classifier")
   c = build_classifier_components(config)
-  mesh = parallel.data_mesh()
-  state = jax.jit(lambda k: init_state(c, k), out_shardings=parallel.replicated(mesh))(
-      jax.random.key(0))
+  rep = parallel.replicated(parallel.data_mesh())
+  # Only the structure is needed (compiling the initializers would take longer than the restore).
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep),
+                          jax.eval_shape(lambda k: init_state(c, k), jax.random.key(0)))
   manager = checkpoint.make_manager(os.path.join(classifier_dir, "checkpoints"),
                                     snapshot_freq=int(config.classifier.snapshot_freq),
                                     read_only=True)
   try:
-    restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state), set_aside=False)
+    restored = checkpoint.restore_latest(manager, abstract, set_aside=False)
   finally:
     manager.close()
   if restored is None:

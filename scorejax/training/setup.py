@@ -114,20 +114,23 @@ def load_state(c: Components, workdir: str, *, seed: int, snapshot_freq: int,
   """
   mesh = parallel.data_mesh()
   init_key = jax.random.fold_in(jax.random.key(seed), 0)
-  state = jax.jit(lambda k: init_state(c, k), out_shardings=parallel.replicated(mesh))(init_key)
+  init = lambda k: init_state(c, k)  # noqa: E731
   if untrained:
-    return state, 0
+    return jax.jit(init, out_shardings=parallel.replicated(mesh))(init_key), 0
+  # A restore needs only the structure: no initializers are compiled or run.
+  abstract = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=parallel.replicated(mesh)),
+      jax.eval_shape(init, init_key))
   manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
                                     snapshot_freq=snapshot_freq, read_only=True)
   try:
     if step is None:
-      restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state),
-                                           set_aside=False)
+      restored = checkpoint.restore_latest(manager, abstract, set_aside=False)
       if restored is None:
         raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints; train first with --mode=train")
       state, step = restored
     else:
-      state = checkpoint.restore_step(manager, step, checkpoint.abstract_like(state))
+      state = checkpoint.restore_step(manager, step, abstract)
   finally:
     manager.close()
   return state, int(step)
