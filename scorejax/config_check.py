@@ -159,11 +159,18 @@ def _check_task(config) -> None:
       raise ConfigError(f"config.sampling.mask_fraction={s.mask_fraction} must lie in (0, 1) "
                         "(the unknown part: box side or share of random pixels)")
   if task in ("inpaint", "colorize"):
-    from scorejax.controllable import INPAINT_METHODS  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from scorejax.controllable import INPAINT_METHODS
+    from scorejax.controllable.replacement import SINGLE_STEP_SAMPLERS
     method = s.get("inpaint_method", None)
     if method is not None and method not in INPAINT_METHODS:
       raise ConfigError(f"config.sampling.inpaint_method={method!r} is not one of "
                         f"{INPAINT_METHODS} (or None: the library's default)")
+    sampler = str(s.method).lower()
+    if method != "smc" and sampler != "pc" and sampler not in SINGLE_STEP_SAMPLERS:
+      raise ConfigError(f"config.sampling.task={task!r} imposes the known part between sampler "
+                        f"steps, which config.sampling.method={sampler!r} cannot take; use "
+                        f"--config.sampling.method=pc or one of {tuple(SINGLE_STEP_SAMPLERS)}")
   if task == "colorize" and int(config.data.get("num_channels", 3)) != 3:
     raise ConfigError(f"config.sampling.task='colorize' needs colour images; "
                       f"config.data.dataset={config.data.dataset!r} has "

@@ -153,6 +153,7 @@ def test_masks():
      ["label-conditional", "--config.model.num_classes=10"]),
     ({"sampling__task": "class", "sampling__class_labels": [3, 12]}, ["class_labels", "[12]"]),
     ({"sampling__task": "inpaint", "sampling__inpaint_method": "magic"}, ["inpaint_method", "smc"]),
+    ({"sampling__task": "inpaint", "sampling__method": "ode"}, ["sampling.method='ode'", "pc"]),
     ({"training__label_dropout": 0.1}, ["label_dropout", "num_classes"]),
     ({"model__num_classes": 10, "training__continuous": False}, ["continuous=True"]),
     ({"classifier__depth": 12}, ["classifier.depth=12", "6 n + 4"]),
