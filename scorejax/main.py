@@ -51,7 +51,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 # Importing builds no JAX arrays: jax.distributed.initialize() can still come first.
-from scorejax import config_check
+from scorejax import compilation_cache, config_check
 from scorejax.evaluation import bpd, reference_stats, samples, tasks
 from scorejax.evaluation import loop as evaluation_loop
 from scorejax.evaluation.metrics import digits_classifier, inception
@@ -105,6 +105,12 @@ _SAVE_FEATURES = flags.DEFINE_bool("save_features", True, "fid_stats: also store
                                    "(for KID) and the logits.")
 _CACHE_DIR = flags.DEFINE_string("cache_dir", None, "fid_stats: cache of the digits classifier "
                                  f"(default ${digits_classifier.CACHE_ENV} or ~/.cache/scorejax).")
+# every mode
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache", None, "Directory of the persistent XLA compilation cache, or 'off' "
+    f"(default: ${compilation_cache.ENV}, else JAX's own setting, else "
+    "$XDG_CACHE_HOME/scorejax/xla or ~/.cache/scorejax/xla): a rerun or resume of the same "
+    "config loads its compiled programs instead of compiling them again.")
 flags.mark_flags_as_required(["config"])
 
 # The options that belong to one mode or two; any other mode refuses them.
@@ -142,9 +148,18 @@ def main(argv) -> None:
   mode = _MODE.value
   _check_options(mode)
   parallel.maybe_initialize_distributed()  # before anything touches a JAX backend
+  cache_dir = compilation_cache.enable(_COMPILATION_CACHE.value)
   config = _CONFIG.value
   config_check.validate(config)
-  workdir = _WORKDIR.value
+  with compilation_cache.CompileCounter() as compiled:
+    try:
+      _run_mode(mode, config, _WORKDIR.value)
+    finally:
+      logging.getLogger("scorejax").info(
+          "compilation: %s (cache: %s)", compiled.summary(), cache_dir or "off")
+
+
+def _run_mode(mode: str, config, workdir: str | None) -> None:
   if mode == "train":
     try:
       training_loop.train_and_evaluate(config, workdir,

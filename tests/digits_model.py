@@ -27,7 +27,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT_S = 1800
+TIMEOUT_S = 2700
 # What a digits training run depends on (paths relative to the repository root).
 TRAINING_CODE = ("configs", "scorejax/models", "scorejax/training", "scorejax/data",
                  "scorejax/losses.py", "scorejax/sde.py", "scorejax/parameterization.py",

@@ -40,8 +40,9 @@ def write_2d_figures(sde: sde_lib.SDE, score_fn, samples: np.ndarray, step: int,
 
 
 def _field(score_fn, t: float):
-  fn = jax.jit(lambda x: score_fn(x, jnp.full((x.shape[0],), t)))
-  return lambda pts: np.asarray(fn(jnp.asarray(pts)))
+  # Not jitted: score_fn closes over this snapshot's parameters, so a jitted field would
+  # be a new program at every snapshot; op by op, each operation compiles once per run.
+  return lambda pts: np.asarray(score_fn(jnp.asarray(pts), jnp.full((len(pts),), t)))
 
 
 def _none_or_name(name) -> str | None:

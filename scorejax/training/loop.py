@@ -173,6 +173,10 @@ def init_from_run(c: Components, source_workdir: str, state: TrainState) -> Trai
                  out_shardings=parallel.replicated(parallel.data_mesh()))(params)
 
 
+def _copy_state(state: TrainState) -> TrainState:
+  return jax.tree.map(jnp.copy, state)
+
+
 def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[int], np.ndarray],
           eval_batches: Callable[[], Iterator[np.ndarray]] | None = None,
           on_start: Callable[[int], None] | None = None,
@@ -197,7 +201,7 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
   base_key = jax.random.key(s.seed)
   init_key, train_key, eval_key = (jax.random.fold_in(base_key, i) for i in range(3))
   rep = parallel.replicated(mesh)
-  state = jax.jit(lambda k: init_state(c, k), out_shardings=rep)(init_key)
+  state = jax.jit(functools.partial(init_state, c), out_shardings=rep)(init_key)
 
   manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
                                     snapshot_freq=s.snapshot_freq)
@@ -230,7 +234,7 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
                        out_shardings=(rep, rep), donate_argnums=(0,))
   eval_step = jax.jit(with_scaler(make_eval_step(c.eval_loss_fn), c.scaler),
                       in_shardings=(rep, parallel.batch_sharded(mesh), rep), out_shardings=rep)
-  copy_state = jax.jit(lambda st: jax.tree.map(jnp.copy, st), out_shardings=rep)
+  copy_state = jax.jit(_copy_state, out_shardings=rep)
   # Several fake CPU devices can deadlock XLA's CPU all-reduce if many steps are in
   # flight on a small machine: wait on every step there.
   sync_every_step = jax.devices()[0].platform == "cpu" and jax.device_count() > 1

@@ -12,6 +12,7 @@ of a state.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable
 
@@ -94,7 +95,11 @@ def with_scaler(step_fn: Callable, scaler: Callable[[Array], Array]) -> Callable
     if isinstance(batch, dict):
       return {**batch, "image": scaler(batch["image"])}
     return scaler(batch)
-  return lambda state, batch, key: step_fn(state, scale(batch), key)
+
+  @functools.wraps(step_fn)  # keeps the step's name (compilation logs and counts)
+  def scaled_step(state, batch, key):
+    return step_fn(state, scale(batch), key)
+  return scaled_step
 
 
 def ema_score_fn(c: Components, state: TrainState):
@@ -161,7 +166,10 @@ class SampleSettings:
 def make_snapshot_sampler(c: Components, s: SampleSettings) -> Callable[[TrainState, Array], Array]:
   """`sample(state, key)`: `s.count` samples in [0, 1] of the EMA parameters, jitted once per run."""
   sample = get_sampling_fn(s.sampling, c.sde, (s.count,) + c.data_shape)
-  return jax.jit(lambda st, k: c.inverse_scaler(sample(k, ema_score_fn(c, st))[0]))
+
+  def snapshot_sample(state: TrainState, key: Array) -> Array:
+    return c.inverse_scaler(sample(key, ema_score_fn(c, state))[0])
+  return jax.jit(snapshot_sample)
 
 
 def save_snapshot_samples(c: Components, s: SampleSettings, state: TrainState, step: int,
