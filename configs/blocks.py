@@ -140,3 +140,52 @@ def adam(*, lr: float, warmup: int, grad_clip: float = 1.0) -> ml_collections.Co
   optim.eps = 1e-8
   optim.weight_decay = 0.0              # coupled L2 decay (added to the gradient)
   return optim
+
+
+def classifier(*, depth: int = 28, widen_factor: int = 10, n_iters: int = 200001,
+               batch_size: int = 128, lr: float = 2e-4, warmup: int = 1000,
+               ema_rate: float = 0.999, **changes: Any) -> ml_collections.ConfigDict:
+  """`config.classifier`: the noise-conditional classifier of classifier guidance, trained with
+  `--mode=train_classifier` (scorejax.training.classifier; the network: scorejax.models.classifier).
+
+  Defaults: score_sde's CIFAR-10 design, a Wide-ResNet 28-10 told the noise level by the
+  score network's embedding of the same SDE."""
+  block = ml_collections.ConfigDict()
+  block.name = "wideresnet"             # scorejax.models.classifier.CLASSIFIERS
+  block.num_classes = 10
+  block.depth = depth                   # 6 n + 4: n residual blocks per group
+  block.widen_factor = widen_factor     # widths 16 k, 32 k, 64 k
+  block.dropout = 0.0
+  block.embedding_type = "auto"         # 'fourier' (log sigma) | 'positional' (999 t) | 'auto': by SDE
+  block.fourier_scale = 16.0
+  block.eps = 1e-5                      # t ~ U(eps, T) in the cross-entropy of p_t(y | x_t)
+  block.batch_size = batch_size
+  block.n_iters = n_iters
+  block.ema_rate = ema_rate
+  block.log_freq = 50
+  block.eval_freq = 500                 # test-split loss (0: never)
+  block.snapshot_freq = 10000
+  block.snapshot_freq_for_preemption = 2000
+  block.optim = adam(lr=lr, warmup=warmup)
+  for k, v in changes.items():
+    if k not in block:
+      raise TypeError(f"{k!r} is not a field of the classifier block; it has {sorted(block)}")
+    block[k] = v
+  return block
+
+
+def controllable_sampling(sampling: ml_collections.ConfigDict) -> None:
+  """`--mode=sample`'s task fields (scorejax.evaluation.controllable), added to `config.sampling`."""
+  sampling.task = "unconditional"       # 'unconditional' | 'inpaint' | 'colorize' | 'class' | 'interpolate'
+  sampling.split = "test"               # inpaint / colorize / interpolate: images of this split,
+  sampling.first_image = 0              #   from this index on,
+  sampling.num_images = 16              #   this many (interpolate: the first two are the ends)
+  sampling.mask = "half"                # inpaint: 'half' (lower half unknown) | 'box' | 'random' pixels
+  sampling.mask_fraction = 0.5          # 'box': side fraction unknown; 'random': fraction unknown
+  sampling.inpaint_method = config_dict.placeholder(str)  # None: the library's default (INPAINT_METHODS)
+  sampling.class_labels = optional()    # class: a list, e.g. [3, 3, 7] (None: each class in turn)
+  sampling.samples_per_class = 8        # class, class_labels None: a row per class
+  sampling.guidance = "classifier"      # class: 'classifier' | 'classifier_free' | 'none'
+  sampling.guidance_scale = 1.0         # classifier: scale of grad log p_t(y|x); free: w
+  sampling.classifier_workdir = config_dict.placeholder(str)  # None: <workdir>/classifier
+  sampling.interpolation_steps = 8      # interpolate: images from one end to the other

@@ -32,6 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
   training.snapshot_sampling = True      # sample a grid at every snapshot
   training.log_freq = 50
   training.eval_freq = 100               # test-split loss every eval_freq steps (0: never)
+  training.label_dropout = 0.0           # label-conditional models: P(label -> null), Ho & Salimans 2022
+  training.init_from = config_dict.placeholder(str)  # a run's workdir: start from its parameters
 
   config.sampling = sampling = ml_collections.ConfigDict()
   sampling.method = "pc"                 # 'pc' | 'ode' | a few-step method ('unipc', ...; docs/sampling.md)
@@ -43,6 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
   sampling.eps = 1e-3                    # time floor: samplers integrate from T down to eps
   sampling.n_steps = 20                  # steps of a few-step method (1 evaluation each; heun 2)
   sampling.schedule = "default"          # its time grid: 'default' (the method's) | 'log_snr' | 'karras' | ...
+  blocks.controllable_sampling(sampling)  # --mode=sample's task: inpaint, colorize, class, ...
 
   # --mode=eval (scorejax.evaluation.loop). Fields that may be None are `blocks.optional`
   # or placeholders: `--config.eval.begin_ckpt=None`, `--config.eval.checkpoint_steps=[999]`.
@@ -80,12 +83,15 @@ def get_config() -> ml_collections.ConfigDict:
   model.sigma_min = 0.01                 # VE SDE
   model.sigma_max = 50.0
   model.num_scales = 1000                # N: discretization steps
+  model.num_classes = 0                  # > 0: label-conditional (class embedding; -1 = no label)
   model.beta_min = 0.1                   # VP / sub-VP SDE
   model.beta_max = 20.0
   model.dropout = 0.1
   model.embedding_type = "fourier"       # 'fourier' | 'positional'
 
   config.optim = blocks.adam(lr=2e-4, warmup=5000)
+  # --mode=train_classifier: the noise-conditional WRN-28-10 of classifier guidance
+  config.classifier = blocks.classifier()
 
   config.seed = 42
   return config

@@ -60,6 +60,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   training.snapshot_sample_count = 64
   training.log_freq = 50
   training.eval_freq = 250
+  training.label_dropout = 0.0        # label-conditional (model.num_classes = 10): 0.1-0.2
+  training.init_from = config_dict.placeholder(str)  # a run's workdir: start from its parameters
 
   config.sampling = sampling = ml_collections.ConfigDict()
   sampling.method = "pc"              # or a few-step method, e.g. 'unipc' (docs/sampling.md)
@@ -73,6 +75,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   sampling.atol = 1e-3
   sampling.n_steps = 20               # for a few-step sampling.method
   sampling.schedule = "default"       # the method's own time grid
+  blocks.controllable_sampling(sampling)  # --mode=sample's task (docs/controllable.md)
 
   config.eval = evaluate = ml_collections.ConfigDict()
   evaluate.batch_size = 256          # of the 297 test digits; divisible by device counts
@@ -107,11 +110,16 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   model.beta_max = 20.0
   model.num_scales = 200             # sampler steps (training is continuous-time)
   model.dropout = 0.0
+  model.num_classes = 0              # 10: label-conditional, for classifier-free guidance
   model.update(blocks.ddpmpp(
       ema_rate=0.995,                # EMA starts at the init: keep it short for 2000 steps
       nf=16, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,)))
 
   config.optim = blocks.adam(lr=1e-3, warmup=100)  # 5x the CIFAR-10 rate: small net, short run
+  # --mode=train_classifier: a WRN-10-1 (16/32/64 channels), told 999 t like the DDPM++
+  config.classifier = blocks.classifier(depth=10, widen_factor=1, n_iters=600, batch_size=64,
+                                        lr=2e-3, warmup=50, ema_rate=0.99, eval_freq=100,
+                                        snapshot_freq=300, snapshot_freq_for_preemption=100)
 
   config.seed = 0
   return smoke.apply(config, arg, _shrink)
@@ -121,5 +129,7 @@ def _shrink(config: ml_collections.ConfigDict) -> None:
   """A tiny net, 3 steps, a 4-image grid."""
   config.training.update(dict(n_iters=3, batch_size=8, snapshot_freq=3, snapshot_freq_for_preemption=3,
                               log_freq=1, eval_freq=3, snapshot_sample_count=4))
+  config.classifier.update(dict(n_iters=3, batch_size=8, log_freq=1, eval_freq=3, snapshot_freq=3,
+                                snapshot_freq_for_preemption=3))
   config.eval.batch_size = 8
   config.model.update(dict(nf=8, ch_mult=(1, 2), attn_resolutions=(), num_scales=4))

@@ -93,6 +93,133 @@ def validate(config, *, device_count: int | None = None) -> None:
   _check_labels(config, sde_name)
   _check_image_size(config)
   _check_batches(config, jax.device_count() if device_count is None else int(device_count))
+  _check_classes(config)
+  _check_task(config)
+
+
+# --mode=sample's tasks (scorejax.evaluation.tasks; names repeated here so that checking a
+# config imports no training code).
+TASKS = ("unconditional", "inpaint", "colorize", "class", "interpolate")
+MASKS = ("half", "box", "random")
+GUIDANCE = ("classifier", "classifier_free", "none")
+LABELLED_DATASETS = ("DIGITS", "CIFAR10", "SVHN", "MNIST")
+
+
+def _check_classes(config) -> None:
+  """Label-conditional models (model.num_classes, training.label_dropout) and the classifier."""
+  m, t = config.model, config.training
+  num_classes = int(m.get("num_classes", 0) or 0)
+  dropout = float(t.get("label_dropout", 0.0) or 0.0)
+  if num_classes < 0:
+    raise ConfigError(f"config.model.num_classes={num_classes} must be >= 0 (0: unconditional)")
+  if not 0.0 <= dropout < 1.0:
+    raise ConfigError(f"config.training.label_dropout={dropout} must lie in [0, 1) (the "
+                      "probability of training on the null label; 0.1-0.2 is usual)")
+  if num_classes > 0:
+    if m.name not in ("ncsnpp", "ddpm", "mlp"):
+      raise ConfigError(f"config.model.num_classes={num_classes}: config.model.name={m.name!r} "
+                        "takes no class label; use 'ncsnpp', 'ddpm' or 'mlp', or set "
+                        "--config.model.num_classes=0")
+    if m.name == "ncsnpp" and not bool(m.get("conditional", True)):
+      raise ConfigError("config.model.num_classes > 0 needs config.model.conditional=True (the "
+                        "label embedding is added to the time embedding)")
+    if not bool(t.continuous):
+      raise ConfigError("config.model.num_classes > 0 (a label-conditional model) needs "
+                        "--config.training.continuous=True")
+    if str(config.data.dataset) not in LABELLED_DATASETS:
+      raise ConfigError(f"config.model.num_classes={num_classes} needs labelled data, but "
+                        f"config.data.dataset={config.data.dataset!r} has no labels; use one of "
+                        f"{LABELLED_DATASETS} or --config.model.num_classes=0")
+  elif dropout > 0.0:
+    raise ConfigError(f"config.training.label_dropout={dropout} drops class labels, but the "
+                      "model takes none (config.model.num_classes=0); set "
+                      "--config.model.num_classes, e.g. 10, or --config.training.label_dropout=0")
+  c = config.get("classifier", None)
+  if c is not None:
+    for field in ("batch_size", "n_iters", "snapshot_freq", "snapshot_freq_for_preemption",
+                  "log_freq", "num_classes"):
+      if int(c[field]) <= 0:
+        raise ConfigError(f"config.classifier.{field}={c[field]} must be positive")
+    if (int(c.depth) - 4) % 6 or int(c.depth) < 10:
+      raise ConfigError(f"config.classifier.depth={c.depth} must be 6 n + 4 with n >= 1 (10, 16, "
+                        "28, ...): n residual blocks in each of the Wide-ResNet's 3 groups")
+
+
+def _check_task(config) -> None:
+  """`config.sampling.task` and the inputs it needs (`--mode=sample`)."""
+  s = config.sampling
+  task = str(s.get("task", "unconditional"))
+  if task not in TASKS:
+    raise ConfigError(f"config.sampling.task={task!r} is not one of {TASKS}")
+  if task == "unconditional":
+    return
+  if str(config.data.dataset) == "TOY2D":
+    raise ConfigError(f"config.sampling.task={task!r} needs image data; TOY2D takes only "
+                      "'unconditional'")
+  if task in ("inpaint", "colorize", "interpolate"):
+    if int(s.get("num_images", 0)) < (2 if task == "interpolate" else 1):
+      raise ConfigError(f"config.sampling.num_images={s.get('num_images')} must be >= "
+                        f"{2 if task == 'interpolate' else 1} for sampling.task={task!r} (test "
+                        "images to start from; interpolate joins them in pairs)")
+    if int(s.get("first_image", 0)) < 0:
+      raise ConfigError(f"config.sampling.first_image={s.first_image} must be >= 0")
+    if str(s.get("split", "test")) not in ("train", "test"):
+      raise ConfigError(f"config.sampling.split={s.split!r} is not 'train' or 'test'")
+  if task == "inpaint":
+    if str(s.get("mask", "half")) not in MASKS:
+      raise ConfigError(f"config.sampling.mask={s.get('mask')!r} is not one of {MASKS}")
+    if not 0.0 < float(s.get("mask_fraction", 0.5)) < 1.0:
+      raise ConfigError(f"config.sampling.mask_fraction={s.mask_fraction} must lie in (0, 1) "
+                        "(the unknown part: box side or share of random pixels)")
+  if task in ("inpaint", "colorize"):
+    # pylint: disable=g-import-not-at-top
+    from scorejax.controllable import INPAINT_METHODS
+    from scorejax.controllable.replacement import SINGLE_STEP_SAMPLERS
+    method = s.get("inpaint_method", None)
+    if method is not None and method not in INPAINT_METHODS:
+      raise ConfigError(f"config.sampling.inpaint_method={method!r} is not one of "
+                        f"{INPAINT_METHODS} (or None: the library's default)")
+    sampler = str(s.method).lower()
+    if method != "smc" and sampler != "pc" and sampler not in SINGLE_STEP_SAMPLERS:
+      raise ConfigError(f"config.sampling.task={task!r} imposes the known part between sampler "
+                        f"steps, which config.sampling.method={sampler!r} cannot take; use "
+                        f"--config.sampling.method=pc or one of {tuple(SINGLE_STEP_SAMPLERS)}")
+  if task == "colorize" and int(config.data.get("num_channels", 3)) != 3:
+    raise ConfigError(f"config.sampling.task='colorize' needs colour images; "
+                      f"config.data.dataset={config.data.dataset!r} has "
+                      f"{config.data.get('num_channels')} channel(s)")
+  if task == "interpolate" and int(s.get("interpolation_steps", 8)) < 2:
+    raise ConfigError(f"config.sampling.interpolation_steps={s.interpolation_steps} must be >= 2")
+  if task == "class":
+    guidance = str(s.get("guidance", "classifier"))
+    if guidance not in GUIDANCE:
+      raise ConfigError(f"config.sampling.guidance={guidance!r} is not one of {GUIDANCE}")
+    num_classes = int(config.model.get("num_classes", 0) or 0)
+    if guidance == "classifier" and config.get("classifier", None) is None:
+      raise ConfigError("config.sampling.guidance='classifier' needs a config.classifier block "
+                        "(configs/blocks.py: classifier()) and a classifier trained with "
+                        "--mode=train_classifier")
+    if guidance == "classifier_free" and num_classes == 0:
+      raise ConfigError("config.sampling.guidance='classifier_free' needs a label-conditional "
+                        "model: train one with --config.model.num_classes=10 "
+                        "--config.training.label_dropout=0.1 (or use "
+                        "--config.sampling.guidance=classifier with a trained classifier)")
+    classes = num_classes or (int(config.classifier.num_classes)
+                              if config.get("classifier", None) is not None else 0)
+    labels = s.get("class_labels", None)
+    if labels is not None:
+      if isinstance(labels, (int, str)) or not all(isinstance(v, int) for v in labels):
+        raise ConfigError(f"config.sampling.class_labels={labels!r} must be a list of class "
+                          "indices, e.g. --config.sampling.class_labels='[3, 3, 7]' (None: each "
+                          "class in turn)")
+      bad = [v for v in labels if not 0 <= v < max(classes, 1)]
+      if bad or not labels:
+        raise ConfigError(f"config.sampling.class_labels={list(labels)} must be non-empty "
+                          f"indices in [0, {classes}) ({bad} are not)")
+    elif int(s.get("samples_per_class", 8)) < 1:
+      raise ConfigError(f"config.sampling.samples_per_class={s.samples_per_class} must be >= 1")
+    if float(s.get("guidance_scale", 1.0)) < 0.0:
+      raise ConfigError(f"config.sampling.guidance_scale={s.guidance_scale} must be >= 0")
 
 
 def _check_sde(config, sde_name: str) -> None:

@@ -10,6 +10,7 @@ References (cited by equation below):
   [DDPM]  Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020.
   [SSM]   Song, Garg, Shi & Ermon, "Sliced Score Matching: A Scalable Approach to
           Density and Score Estimation", UAI 2019.
+  [CFG]   Ho & Salimans, "Classifier-Free Diffusion Guidance", NeurIPS 2021 Workshop (2022).
   [H05]   Hyvarinen, "Estimation of Non-Normalized Statistical Models by Score
           Matching", JMLR 2005.
 
@@ -291,10 +292,32 @@ def _variables(params: Any, model_state: Mapping[str, Any]) -> dict:
   return {"params": params, **model_state}
 
 
+NULL_LABEL = -1  # the class label meaning "no label" (classifier-free guidance's null token)
+
+
+def drop_labels(key: Array, class_labels: Array, rate: float) -> Array:
+  """Each label replaced by `NULL_LABEL` with probability `rate` ([CFG] Alg. 1, p_uncond).
+
+  Training one network on labelled and unlabelled examples gives both the
+  conditional and the unconditional score that classifier-free guidance combines.
+  """
+  if rate <= 0.0:
+    return class_labels
+  drop = jax.random.bernoulli(key, rate, class_labels.shape)
+  return jnp.where(drop, NULL_LABEL, class_labels)
+
+
+def split_batch(batch: Any) -> tuple[Array, Array | None]:
+  """(images, class labels or None) of a batch: an array, or `{"image", "label"}`."""
+  if isinstance(batch, Mapping):
+    return batch["image"], batch["label"]
+  return batch, None
+
+
 def get_sde_loss_fn(sde: sde_lib.SDE, model, *, train: bool = True, reduce_mean: bool = False,
                     continuous: bool = True, likelihood_weighting: bool = False,
                     eps: float = TRAINING_EPS, importance_weighting: bool = False,
-                    time_sampling: str = "iid") -> LossFn:
+                    time_sampling: str = "iid", label_dropout: float = 0.0) -> LossFn:
   """`loss_fn(params, model_state, key, batch) -> (loss, new_model_state)`.
 
   `continuous=True`: denoising score matching with t ~ U(eps, T) ([SDE] Eq. 7), with
@@ -307,9 +330,13 @@ def get_sde_loss_fn(sde: sde_lib.SDE, model, *, train: bool = True, reduce_mean:
   `continuous=False`: the discrete loss of the SDE's chain (`DISCRETE_LOSSES`): SMLD
   for a VESDE (`get_smld_loss_fn`) and DDPM for a VPSDE (`get_ddpm_loss_fn`).
 
-  `batch` is the data (B, ...). `model_state` holds the model's non-param
-  collections (empty for the GroupNorm models here); it is passed through unchanged.
-  In training mode the dropout key is split from `key`.
+  `batch` is the data (B, ...), or `{"image": (B, ...), "label": (B,) int}` for a
+  label-conditional network (`config.model.num_classes > 0`), which then learns
+  s(x, t, y) ~ grad log p_t(x | y); in training each label is replaced by the null
+  label -1 with probability `label_dropout` ([CFG] Ho & Salimans 2022, Alg. 1), so
+  the same network also learns the unconditional score. `model_state` holds the
+  model's non-param collections (empty for the GroupNorm models here); it is passed
+  through unchanged. In training mode the dropout key is split from `key`.
   """
   if time_sampling not in time_sampling_lib.TIME_SAMPLINGS:
     raise ValueError(f"time_sampling={time_sampling!r} is not one of "
@@ -330,13 +357,23 @@ def get_sde_loss_fn(sde: sde_lib.SDE, model, *, train: bool = True, reduce_mean:
           f"discrete chain: training.sde='vesde' (SMLD) or 'vpsde' (DDPM), not "
           f"{type(sde).__name__}, which has none. Set training.continuous=True, or use "
           f"training.sde='vpsde' for discrete training.")
+    if label_dropout > 0.0:
+      raise ValueError("training.label_dropout > 0 (label-conditional models) needs "
+                       "training.continuous=True")
     return DISCRETE_LOSSES[sde.chain](sde, model, train=train, reduce_mean=reduce_mean)
 
   def loss_fn(params, model_state, key, batch):
+    x0, class_labels = split_batch(batch)
+    if class_labels is not None:  # (an unlabelled batch keeps the unconditional key stream)
+      key, k_labels = jax.random.split(key)
+      if train:
+        class_labels = drop_labels(k_labels, class_labels, label_dropout)
     k_loss, k_dropout = jax.random.split(key)
-    score_fn = get_score_fn(sde, model, _variables(params, model_state), continuous=True,
-                            train=train, dropout_key=k_dropout if train else None)
-    loss = dsm_loss(score_fn, sde, k_loss, batch, eps=eps,
+    model_score_fn = get_score_fn(sde, model, _variables(params, model_state), continuous=True,
+                                  train=train, dropout_key=k_dropout if train else None)
+    score_fn = model_score_fn if class_labels is None else (
+        lambda x, t: model_score_fn(x, t, class_labels))
+    loss = dsm_loss(score_fn, sde, k_loss, x0, eps=eps,
                     likelihood_weighting=likelihood_weighting, reduce_mean=reduce_mean,
                     importance_weighting=importance_weighting, time_sampling=time_sampling)
     return loss, model_state
@@ -413,6 +450,40 @@ def get_ddpm_loss_fn(sde: sde_lib.VPSDE, model, *, train: bool = True,
   return loss_fn
 
 
+# --- the noise-conditional classifier of classifier guidance ----------------------------
+
+def classifier_example_loss(logits: Array, label: Array) -> Array:
+  """One example's cross-entropy -log p_t(y | x_t) from the classifier's logits (C,)."""
+  chex.assert_rank(logits, 1)
+  return -jax.nn.log_softmax(logits)[label]
+
+
+def get_classifier_loss_fn(sde: sde_lib.SDE, model, *, train: bool = True,
+                           eps: float = TRAINING_EPS) -> LossFn:
+  """`loss_fn(params, model_state, key, batch)`: E_t E_{x_t ~ p_t(x_t | x_0)} -log p_t(y | x_t).
+
+  The time-dependent classifier of [SDE] Sec. 5 / App. I.4: t ~ U(eps, T), x_t drawn
+  from the perturbation kernel of `sde` (as the DSM loss draws it, `perturb`), and
+  cross-entropy of the label; the network `model(x_t, labels(t), train)` sees the
+  noise level as the score model of the same SDE does (`sde.model_labels(t)`:
+  sigma for VE, 999 t for VP / sub-VP). Its log-softmax is then log p_t(y | x_t),
+  whose gradient guides sampling (`scorejax.controllable.classifier_guided_score`).
+  `batch` is `{"image": (B, ...), "label": (B,) int}`.
+  """
+  def loss_fn(params, model_state, key, batch):
+    x0, y = split_batch(batch)
+    if y is None:
+      raise ValueError("the classifier loss needs labelled batches {'image', 'label'}")
+    k_perturb, k_dropout = jax.random.split(key)
+    xt, t, _, _ = perturb(sde, k_perturb, x0, eps=eps)
+    rngs = {"dropout": k_dropout} if train else None
+    logits = model.apply(_variables(params, model_state), xt, sde.model_labels(t, True),
+                         train=train, rngs=rngs)
+    chex.assert_shape(logits, (x0.shape[0], None))
+    return jnp.mean(jax.vmap(classifier_example_loss)(logits, y)), model_state
+  return loss_fn
+
+
 # sde.chain -> the discrete loss of that chain (score_sde's get_smld/ddpm_loss_fn).
 DISCRETE_LOSSES: Mapping[str, Callable[..., LossFn]] = {
     "smld": get_smld_loss_fn,
@@ -427,4 +498,5 @@ __all__ = [
     "sliced_score_matching_loss", "sliced_score_matching_losses", "sliced_score_matching_single",
     "sliced_sde_loss", "sliced_sde_losses",
     "exact_score_matching_loss", "exact_score_matching_losses", "exact_score_matching_single",
+    "NULL_LABEL", "drop_labels", "split_batch", "classifier_example_loss", "get_classifier_loss_fn",
 ]

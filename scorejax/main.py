@@ -5,6 +5,9 @@ r"""The command line: train, evaluate, sample, bits/dim, reference statistics.
         --config.training.n_iters=2000
     python -m scorejax.main --config=... --workdir=DIR --mode=eval      # samples, FID/IS/KID, bpd
     python -m scorejax.main --config=... --workdir=DIR --mode=sample    # DIR/samples/sample_mode/
+    python -m scorejax.main --config=configs/digits.py --workdir=runs/digits --mode=train_classifier
+    python -m scorejax.main --config=configs/digits.py --workdir=runs/digits --mode=sample \
+        --config.sampling.task=class --config.sampling.guidance=classifier   # docs/controllable.md
     python -m scorejax.main --config=configs/vp_cifar10.py --workdir=runs/vp --mode=likelihood \
         --checkpoint=26 --split=test --divergence=hutchinson_rademacher --num_repeats=5
     python -m scorejax.main --config=configs/ve_cifar10.py --mode=fid_stats --split=train \
@@ -25,8 +28,11 @@ function builds its typed settings and components from it once.
 Modes, the function each calls, and their own options (an option of another mode
 is an error):
   train       training.loop.train_and_evaluate: --allow_config_change
+  train_classifier  training.classifier.train_classifier (config.classifier, into
+              workdir/classifier): --allow_config_change
   eval        evaluation.loop.evaluate (options: config.eval.*)
-  sample      evaluation.samples.sample_from_workdir
+  sample      evaluation.samples.sample_from_workdir; with config.sampling.task in inpaint,
+              colorize, class, interpolate: evaluation.tasks.sample_task_from_workdir
   likelihood  evaluation.bpd.evaluate_bpd: --checkpoint --untrained --split --divergence
               --num_repeats --max_examples --batch_size --rtol --atol --eps --bound_n_t
   fid_stats   evaluation.reference_stats.compute_reference_stats (no --workdir): --out
@@ -46,16 +52,17 @@ from ml_collections import config_flags
 
 # Importing builds no JAX arrays: jax.distributed.initialize() can still come first.
 from scorejax import compilation_cache, config_check
-from scorejax.evaluation import bpd, reference_stats, samples
+from scorejax.evaluation import bpd, reference_stats, samples, tasks
 from scorejax.evaluation import loop as evaluation_loop
 from scorejax.evaluation.metrics import digits_classifier, inception
 from scorejax.likelihood import DIVERGENCES, LIKELIHOOD_EPS
 from scorejax.likelihood_bound import BOUND_N_T
+from scorejax.training import classifier as training_classifier
 from scorejax.training import loop as training_loop
 from scorejax.training import checkpoint, parallel, run_config, run_lock
 from scorejax.training.guard import NonFiniteLossError
 
-MODES = ("train", "eval", "sample", "likelihood", "fid_stats")
+MODES = ("train", "train_classifier", "eval", "sample", "likelihood", "fid_stats")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py or file.py:arg).",
                                           lock_config=True)
@@ -65,7 +72,7 @@ _MODE = flags.DEFINE_string("mode", "train", f"One of {MODES}.")
 
 # --mode=train
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False, "train: resume even though optimizer, seed, batch size or "
+    "allow_config_change", False, "train, train_classifier: resume even though optimizer, seed, batch size or "
     "other training fields differ from the run's recorded config (model, data, SDE and loss "
     "fields can never change; schedule, logging, sampling and eval fields always can).")
 # --mode=likelihood and --mode=fid_stats
@@ -112,6 +119,7 @@ flags.mark_flags_as_required(["config"])
 # The options that belong to one mode or two; any other mode refuses them.
 MODE_OPTIONS = {
     "train": ("allow_config_change",),
+    "train_classifier": ("allow_config_change",),
     "likelihood": ("split", "batch_size", "max_examples", "checkpoint", "untrained", "divergence",
                    "num_repeats", "rtol", "atol", "eps", "bound_n_t"),
     "fid_stats": ("split", "batch_size", "max_examples", "out", "features", "inception_weights",
@@ -162,8 +170,18 @@ def _run_mode(mode: str, config, workdir: str | None) -> None:
     except training_loop.Preempted as e:
       sys.stderr.write(f"{e} (exit code {training_loop.PREEMPTED_EXIT_CODE})\n")
       sys.exit(training_loop.PREEMPTED_EXIT_CODE)
+  elif mode == "train_classifier":
+    try:
+      training_classifier.train_classifier(config, workdir,
+                                           allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+    except training_loop.Preempted as e:
+      sys.stderr.write(f"{e} (exit code {training_loop.PREEMPTED_EXIT_CODE})\n")
+      sys.exit(training_loop.PREEMPTED_EXIT_CODE)
   elif mode == "sample":
-    path = samples.sample_from_workdir(config, workdir)
+    if str(config.sampling.get("task", "unconditional")) == "unconditional":
+      path = samples.sample_from_workdir(config, workdir)
+    else:
+      path = tasks.sample_task_from_workdir(config, workdir)
     print(f"samples written to {path}")
   elif mode == "eval":
     results = evaluation_loop.evaluate(config, workdir)

@@ -12,7 +12,8 @@ that trains; since a rerun of the same command resumes, an interrupted run is fi
 rather than restarted.
 
 `overrides` (e.g. `("--config.training.likelihood_weighting=True",)`) train a variant
-in its own cache directory. While developing, `SCOREJAX_TEST_DIGITS_WORKDIR` may name
+in its own cache directory, and `mode='train_classifier'` the noise-conditional
+classifier of classifier guidance. While developing, `SCOREJAX_TEST_DIGITS_WORKDIR` may name
 a finished run of the plain config to use instead.
 """
 
@@ -59,11 +60,17 @@ def cache_root() -> str:
 
 
 def trained_digits_workdir(overrides: tuple[str, ...] = (), *,
-                           config: str = "configs/digits.py") -> str:
-  """The workdir of a finished `config` run with `overrides` (trained here if needed)."""
-  if not overrides and config == "configs/digits.py" and os.environ.get("SCOREJAX_TEST_DIGITS_WORKDIR"):
+                           config: str = "configs/digits.py", mode: str = "train") -> str:
+  """The workdir of a finished `config` run with `overrides` (trained here if needed).
+
+  `mode`: 'train' (the score model) or 'train_classifier' (the noise-conditional
+  classifier, then in `<workdir>/classifier`).
+  """
+  if (not overrides and config == "configs/digits.py" and mode == "train"
+      and os.environ.get("SCOREJAX_TEST_DIGITS_WORKDIR")):
     return os.environ["SCOREJAX_TEST_DIGITS_WORKDIR"]
-  key = hashlib.sha256("\0".join((config,) + tuple(overrides)).encode()).hexdigest()[:8]
+  key = hashlib.sha256("\0".join((config,) + tuple(overrides)
+                                 + (() if mode == "train" else (mode,))).encode()).hexdigest()[:8]
   workdir = os.path.join(cache_root(), f"digits-{_code_digest(TRAINING_CODE)}-{key}")
   os.makedirs(cache_root(), exist_ok=True)
   done = os.path.join(workdir, "TRAINED")
@@ -73,7 +80,7 @@ def trained_digits_workdir(overrides: tuple[str, ...] = (), *,
       env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one host device
       proc = subprocess.run(
           [sys.executable, "-m", "scorejax.main", f"--config={config}", f"--workdir={workdir}",
-           *overrides],
+           f"--mode={mode}", *overrides],
           cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
       if proc.returncode != 0:
         raise RuntimeError(f"training {config} {overrides} failed:\n{proc.stderr[-4000:]}")

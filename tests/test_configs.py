@@ -48,6 +48,14 @@ ADDED_EVAL_OPTIONAL = (
     "eval.digits_stats_path", "eval.inception_weights", "eval.cache_dir",
 )
 
+# Controllable generation (issue 10), in the image configs of labelled datasets: the
+# classifier of `--mode=train_classifier`, label-conditional training, fine-tuning and
+# `--mode=sample`'s tasks. Unconditional defaults (checked here); the classifier block and
+# the task fields are checked by tests/test_config_check.py and tests/test_classifier.py.
+ADDED_CONTROLLABLE = {"model.num_classes": 0, "training.label_dropout": 0.0,
+                      "training.init_from": None, "sampling.task": "unconditional"}
+ADDED_CONTROLLABLE_PREFIXES = ("classifier.", "sampling.")
+
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
   flat = {}
@@ -91,6 +99,13 @@ def test_resolved_config_matches_snapshot(entry):
     elif (type(actual[field]), actual[field]) != (type(value), value):
       problems.append(f"{field}: {_show(actual[field])}, should be {_show(value)}")
     actual.pop(field, None)
+  if "model.num_classes" in actual:
+    for field, value in ADDED_CONTROLLABLE.items():
+      if actual.get(field, "<absent>") != value:
+        problems.append(f"{field}: {_show(actual.get(field))}, should be {_show(value)}")
+    for field in [f for f in actual if f not in expected and f.startswith(ADDED_CONTROLLABLE_PREFIXES)
+                  or f in ADDED_CONTROLLABLE]:
+      actual.pop(field)
   if "eval.begin_ckpt" in expected:
     for field in ADDED_EVAL_OPTIONAL:
       if field not in actual:

@@ -95,8 +95,12 @@ def example_indices(positions: np.ndarray, num_examples: int,
 def make_image_batch_fn(source: sources.ImageSource, *, batch_size: int, seed: int,
                         shuffle: bool, random_flip: bool, uniform_dequantization: bool,
                         augment_tag: int, process_index: int = 0,
-                        process_count: int = 1) -> Callable[[int], np.ndarray]:
+                        process_count: int = 1,
+                        labels: Callable[[int], int] | None = None) -> Callable[[int], Any]:
   """`batch_fn(step)` -> this process's slice of global batch `step`, float32 (B/P, H, W, C) in [0, 1].
+
+  With `labels` (`label(index)` of the source's examples), the batch is the dict
+  `{"image": (B/P, H, W, C) float32, "label": (B/P,) int32}` instead.
 
   Args:
     source: random-access uint8 images (see `sources`).
@@ -113,12 +117,15 @@ def make_image_batch_fn(source: sources.ImageSource, *, batch_size: int, seed: i
   permutation = functools.lru_cache(maxsize=4)(
       lambda epoch: epoch_permutation(seed, epoch, n)) if shuffle else None
 
-  def batch_fn(step: int) -> np.ndarray:
+  def batch_fn(step: int) -> Any:
     indices = example_indices(step * batch_size + positions, n, permutation)
-    return np.stack([
+    images = np.stack([
         preprocess.augment_example(source[i], (seed, augment_tag, step, j), random_flip=random_flip,
                                    uniform_dequantization=uniform_dequantization)
         for i, j in zip(indices, positions)])
+    if labels is None:
+      return images
+    return {"image": images, "label": np.asarray([labels(i) for i in indices], np.int32)}
 
   return batch_fn
 
@@ -246,6 +253,24 @@ def open_image_source(config: Any, split: str) -> sources.ImageSource:
   return source
 
 
+def open_labels(config: Any, split: str) -> Callable[[int], int]:
+  """`label(index)`: the class label of example `index` of `open_image_source(config, split)`.
+
+  DIGITS: scikit-learn's targets (0-9); TFDS datasets: the records' 'label' feature
+  (CIFAR-10, SVHN, MNIST). Class labels are delivered with the images when a config
+  asks for them (`config.model.num_classes > 0`, `--mode=train_classifier`).
+  """
+  name = config.data.dataset
+  _check_dataset(name)
+  if name == "TOY2D":
+    raise ValueError("TOY2D has no class labels; label-conditional models and classifiers need "
+                     "a labelled image dataset (DIGITS, CIFAR10, SVHN, MNIST)")
+  if name == "DIGITS":
+    table = sources.digits_labels(split)
+    return lambda i: int(table[i])
+  return open_image_source(config, split).label
+
+
 def get_data_shape(config: Any) -> tuple[int, ...]:
   """The shape of one example as `config.data` states it, without opening the dataset.
 
@@ -273,8 +298,12 @@ def get_dataset_info(config: Any) -> DatasetInfo:
 
 
 def make_train_batch_fn(config: Any, *, process_index: int | None = None,
-                        process_count: int | None = None) -> Callable[[int], np.ndarray]:
-  """`batch_fn(step)` -> this process's slice of training batch `step` (what `train_batches` yields)."""
+                        process_count: int | None = None,
+                        with_labels: bool = False) -> Callable[[int], Any]:
+  """`batch_fn(step)` -> this process's slice of training batch `step` (what `train_batches` yields).
+
+  `with_labels`: batches are `{"image": ..., "label": (B/P,) int32}` (`open_labels`).
+  """
   index, count = _processes(process_index, process_count)
   batch_size, seed = int(config.training.batch_size), int(config.seed)
   _check_dataset(config.data.dataset)
@@ -285,7 +314,8 @@ def make_train_batch_fn(config: Any, *, process_index: int | None = None,
       open_image_source(config, "train"), batch_size=batch_size, seed=seed, shuffle=True,
       random_flip=bool(config.data.random_flip),
       uniform_dequantization=bool(config.data.uniform_dequantization), augment_tag=_TRAIN_AUG,
-      process_index=index, process_count=count)
+      process_index=index, process_count=count,
+      labels=open_labels(config, "train") if with_labels else None)
 
 
 def train_batches(config: Any, *, start_step: int = 0, process_index: int | None = None,
@@ -313,7 +343,7 @@ def train_batches(config: Any, *, start_step: int = 0, process_index: int | None
 def eval_batches(config: Any, split: str = "test", *, batch_size: int | None = None,
                  drop_remainder: bool = True, process_index: int | None = None,
                  process_count: int | None = None,
-                 num_threads: int | None = None) -> Iterator[np.ndarray]:
+                 num_threads: int | None = None, with_labels: bool = False) -> Iterator[Any]:
   """One pass over `split` in dataset order (for bits/dim and the eval loss), without flips.
 
   Dequantization (if `config.data.uniform_dequantization`) uses fixed noise seeded
@@ -330,6 +360,7 @@ def eval_batches(config: Any, split: str = "test", *, batch_size: int | None = N
       split unevenly (then pad it before assembling a global array).
     process_index, process_count: as in `train_batches`.
     num_threads: loader threads.
+    with_labels: yield `{"image": images, "label": (B/P,) int32}` (`open_labels`).
   Yields:
     float32 (B/P, H, W, C) in [0, 1], or (B/P, 2) for TOY2D.
   """
@@ -350,13 +381,17 @@ def eval_batches(config: Any, split: str = "test", *, batch_size: int | None = N
   num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
   positions = process_positions(batch_size, index, count)
   seed = int(config.seed)
+  labels = open_labels(config, split) if with_labels else None
 
-  def batch_fn(k: int) -> np.ndarray:
+  def batch_fn(k: int) -> Any:
     pos = k * batch_size + positions
     pos = pos[pos < n]
     examples = [augment(source[i], (seed, _EVAL_AUG, k, int(j)))
                 for i, j in zip(pos, pos - k * batch_size)]
-    return np.stack(examples) if examples else np.zeros((0, *np.shape(source[0])), np.float32)
+    images = np.stack(examples) if examples else np.zeros((0, *np.shape(source[0])), np.float32)
+    if labels is None:
+      return images
+    return {"image": images, "label": np.asarray([labels(i) for i in pos], np.int32)}
 
   threads = _default_threads(num_threads)
   return prefetch_map(batch_fn, range(num_batches), num_threads=threads, buffer_size=2 * threads)

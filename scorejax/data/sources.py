@@ -126,6 +126,14 @@ class TFDSImageSource:
   def __len__(self) -> int:
     return len(self._records)
 
+  def label(self, index: int) -> int:
+    """The class label of example `index` (TFDS's 'label' feature)."""
+    record = self._records[int(index)]
+    if "label" not in record:
+      raise ValueError("this TFDS dataset has no 'label' feature: class labels (config.model."
+                       "num_classes > 0, --mode=train_classifier) need a labelled dataset")
+    return int(record["label"])
+
   def __getitem__(self, index: int) -> np.ndarray:
     image = np.asarray(self._records[int(index)]["image"])
     if image.ndim == 2:
@@ -186,14 +194,27 @@ def load_digits_images(image_size: int, method: str = "bicubic") -> np.ndarray:
   return np.round(np.clip(up, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def _digits_order_and_split(split: str) -> tuple[np.ndarray, slice]:
+  splits = {"train": slice(0, DIGITS_NUM_TRAIN), "test": slice(DIGITS_NUM_TRAIN, None)}
+  if split not in splits:
+    raise ValueError(f"unknown split {split!r} for DIGITS; choose one of {sorted(splits)}")
+  return np.random.default_rng(DIGITS_SPLIT_SEED).permutation(1797), splits[split]
+
+
+def digits_labels(split: str) -> np.ndarray:
+  """The class labels (0-9, int32) of `open_digits_source(split, ...)`'s images, in order."""
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+
+  order, part = _digits_order_and_split(split)
+  return load_digits().target.astype(np.int32)[order[part]]
+
+
 def open_digits_source(split: str, image_size: int) -> np.ndarray:
   """The DIGITS 'train' (1500) or 'test' (297) split: a fixed permutation of the 1797 digits.
 
   The uint8 array (N, image_size, image_size, 1) is itself a source (len and indexing).
   """
-  splits = {"train": slice(0, DIGITS_NUM_TRAIN), "test": slice(DIGITS_NUM_TRAIN, None)}
-  if split not in splits:
-    raise ValueError(f"unknown split {split!r} for DIGITS; choose one of {sorted(splits)}")
+  order, part = _digits_order_and_split(split)
   images = load_digits_images(image_size)
-  order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(images))
-  return images[order[splits[split]]]
+  assert len(images) == len(order)
+  return images[order[part]]

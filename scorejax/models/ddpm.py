@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from scorejax.models.convert import convert_state_dict
-from scorejax.models.layers import NIN, default_init, get_act, get_timestep_embedding
+from scorejax.models.layers import (NIN, add_class_embedding, default_init, get_act,
+                                    get_timestep_embedding)
 from scorejax.sde import ncsn_sigmas
 
 Array = jax.Array
@@ -177,9 +178,11 @@ class DDPM(nn.Module):
   sigma_min: float = 0.01
   sigma_max: float = 50.0
   num_scales: int = 1000
+  num_classes: int = 0                 # > 0: label-conditional (layers.ClassEmbedding)
 
   @nn.compact
-  def __call__(self, x_BxHxWxC: Array, labels: Array, train: bool) -> Array:
+  def __call__(self, x_BxHxWxC: Array, labels: Array, train: bool,
+               class_labels: Array | None = None) -> Array:
     act = get_act(self.nonlinearity)
     nf, levels = self.nf, len(self.ch_mult)
     block = lambda out_ch, name: ResnetBlock(out_ch, self.dropout, act, name=name)
@@ -187,6 +190,7 @@ class DDPM(nn.Module):
     temb = get_timestep_embedding(labels, nf)
     temb = nn.Dense(4 * nf, kernel_init=default_init(), name="temb_dense_0")(temb)
     temb = nn.Dense(4 * nf, kernel_init=default_init(), name="temb_dense_1")(act(temb))
+    temb = add_class_embedding(temb, class_labels, self.num_classes)
 
     h = x_BxHxWxC if self.centered else 2.0 * x_BxHxWxC - 1.0
 
@@ -235,7 +239,8 @@ def build(config) -> DDPM:
       resamp_with_conv=bool(m.resamp_with_conv), num_channels=int(config.data.num_channels),
       centered=bool(config.data.centered), nonlinearity=str(m.get("nonlinearity", "swish")),
       scale_by_sigma=bool(m.get("scale_by_sigma", False)), sigma_min=float(m.sigma_min),
-      sigma_max=float(m.sigma_max), num_scales=int(m.num_scales))
+      sigma_max=float(m.sigma_max), num_scales=int(m.num_scales),
+      num_classes=int(m.get("num_classes", 0)))
 
 
 def image_size_multiple(config) -> tuple[int, str]:

@@ -118,6 +118,45 @@ class NIN(nn.Module):
     return y + per_channel(b, y)
 
 
+class ClassEmbedding(nn.Module):
+  """A learned class-label embedding added to the time embedding (Ho & Salimans 2022, Sec. 3).
+
+  `num_classes` real classes plus one null class, index `num_classes`, which every
+  label outside [0, num_classes) selects (the convention here: -1 = "no label"),
+  so one network is both the conditional and the unconditional model of
+  classifier-free guidance. The table starts at zero: an untrained embedding leaves
+  the unconditional network unchanged.
+  """
+  num_classes: int
+  features: int
+
+  @nn.compact
+  def __call__(self, class_labels: Array) -> Array:
+    class_labels = jnp.asarray(class_labels, jnp.int32)
+    valid = (class_labels >= 0) & (class_labels < self.num_classes)
+    index = jnp.where(valid, class_labels, self.num_classes)
+    return nn.Embed(self.num_classes + 1, self.features, embedding_init=nn.initializers.zeros,
+                    name="label_embedding")(index)
+
+
+def add_class_embedding(temb: Array, class_labels: Array | None, num_classes: int) -> Array:
+  """`temb` (B, F) plus the embedding of `class_labels` (B,) (None: the null class, unconditional).
+
+  With `num_classes == 0` (an unconditional network) `temb` is returned as it is and
+  no parameter is created, so unconditional networks keep score_sde's parameters.
+  """
+  if num_classes <= 0:
+    if class_labels is not None:
+      raise ValueError("class labels given to a network built with num_classes = 0; set "
+                       "config.model.num_classes to the number of classes")
+    return temb
+  if class_labels is None:
+    class_labels = jnp.full((temb.shape[0],), -1, jnp.int32)
+  if class_labels.shape != (temb.shape[0],):
+    raise ValueError(f"class_labels shape {class_labels.shape} != (batch,) = ({temb.shape[0]},)")
+  return temb + ClassEmbedding(num_classes, temb.shape[-1], name="class_embedding")(class_labels)
+
+
 class GaussianFourierProjection(nn.Module):
   """Random Fourier features of a scalar (Tancik et al. 2020; Song et al. 2021, App. H).
 

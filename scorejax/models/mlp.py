@@ -53,6 +53,8 @@ class MLPScore(nn.Module):
     fourier_scale: std of the Fourier frequencies (on log sigma).
     scale_by_sigma: divide the output by the labels (only with sigma labels).
     dropout: dropout rate inside the blocks (active when `train`).
+    num_classes: > 0 for a label-conditional network (`class_labels` (B,), -1 = no
+      label; `layers.ClassEmbedding` added to the time embedding).
   """
   nf: int = 128
   num_layers: int = 3
@@ -60,9 +62,11 @@ class MLPScore(nn.Module):
   fourier_scale: float = 1.0
   scale_by_sigma: bool = False
   dropout: float = 0.0
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x: Array, labels: Array, train: bool) -> Array:
+  def __call__(self, x: Array, labels: Array, train: bool,
+               class_labels: Array | None = None) -> Array:
     batch = x.shape[0]
     chex.assert_shape(labels, (batch,))
     h_BxD = x.reshape(batch, -1)
@@ -75,6 +79,7 @@ class MLPScore(nn.Module):
     else:
       raise ValueError(f"embedding_type={self.embedding_type!r} is not one of {EMBEDDING_TYPES}")
     temb_BxF = nn.Dense(self.nf)(nn.silu(nn.Dense(self.nf)(temb)))
+    temb_BxF = layers.add_class_embedding(temb_BxF, class_labels, self.num_classes)
 
     h_BxF = nn.Dense(self.nf)(h_BxD)
     for _ in range(self.num_layers):
@@ -93,7 +98,7 @@ def build(config) -> MLPScore:
 
   Fields: `nf` (hidden width, default 128), `num_layers` (3), `embedding_type`
   ('fourier' for VE continuous, else 'positional'), `fourier_scale` (1.0),
-  `scale_by_sigma` (False; set True for VE), `dropout` (0.0).
+  `scale_by_sigma` (False; set True for VE), `dropout` (0.0), `num_classes` (0).
   """
   m = config.model
   embedding_type = str(m.get("embedding_type", "positional")).lower()
@@ -104,7 +109,8 @@ def build(config) -> MLPScore:
                   embedding_type=embedding_type,
                   fourier_scale=float(m.get("fourier_scale", 1.0)),
                   scale_by_sigma=bool(m.get("scale_by_sigma", False)),
-                  dropout=float(m.get("dropout", 0.0)))
+                  dropout=float(m.get("dropout", 0.0)),
+                  num_classes=int(m.get("num_classes", 0)))
 
 
 def convert(state_dict: Mapping[str, object], config) -> dict:

@@ -81,6 +81,7 @@ class NCSNpp(nn.Module):
   sigma_min: float = 0.01
   sigma_max: float = 50.0
   num_scales: int = 1000
+  num_classes: int = 0                 # > 0: label-conditional (layers.ClassEmbedding)
 
   def sigmas(self) -> np.ndarray:
     """score_sde's `get_sigmas`: N geometrically spaced sigmas from sigma_max down to sigma_min."""
@@ -116,7 +117,9 @@ class NCSNpp(nn.Module):
     return (a + b) / np.sqrt(2.0) if self.skip_rescale else a + b
 
   @nn.compact
-  def __call__(self, x: Array, labels: Array, train: bool = False) -> Array:
+  def __call__(self, x: Array, labels: Array, train: bool = False,
+               class_labels: Array | None = None) -> Array:
+    """`class_labels` (B,) int, for `num_classes > 0`: -1 (or None) is the null label."""
     self._validate()
     act = layers.get_act(self.nonlinearity)
     nf, num_levels = self.nf, len(self.ch_mult)
@@ -134,7 +137,11 @@ class NCSNpp(nn.Module):
     if self.conditional:
       temb = nn.Dense(nf * 4, kernel_init=layers.default_init(), name="temb_dense_0")(temb)
       temb = nn.Dense(nf * 4, kernel_init=layers.default_init(), name="temb_dense_1")(act(temb))
+      temb = layers.add_class_embedding(temb, class_labels, self.num_classes)
     else:
+      if self.num_classes > 0:
+        raise ValueError("config.model.num_classes > 0 needs config.model.conditional=True: the "
+                         "label embedding is added to the time embedding")
       temb = None
 
     if not self.centered:
@@ -247,7 +254,7 @@ def build(config) -> NCSNpp:
       centered=bool(d.centered), num_channels=int(d.num_channels),
       image_size=int(d.image_size), nonlinearity=m.get("nonlinearity", "swish").lower(),
       sigma_min=float(m.sigma_min), sigma_max=float(m.sigma_max),
-      num_scales=int(m.num_scales))
+      num_scales=int(m.num_scales), num_classes=int(m.get("num_classes", 0)))
 
 
 def image_size_multiple(config) -> tuple[int, str]:

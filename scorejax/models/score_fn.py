@@ -27,15 +27,20 @@ Array = jax.Array
 
 
 def get_model_fn(model, variables: dict, *, train: bool = False,
-                 dropout_key: Array | None = None) -> Callable[[Array, Array], Array]:
-  """`model_fn(x, labels) -> output` for a flax module with `__call__(x, labels, train)`.
+                 dropout_key: Array | None = None) -> Callable[..., Array]:
+  """`model_fn(x, labels, class_labels=None) -> output` for a flax module with
+  `__call__(x, labels, train[, class_labels])`.
 
-  In training mode dropout draws from `dropout_key`; mutable collections are not
-  updated here (the losses handle model state explicitly).
+  `labels` are the noise-level labels score_sde passes; `class_labels` (B,) int are
+  the class labels of a label-conditional network (`config.model.num_classes > 0`;
+  -1 = no label), passed only when given. In training mode dropout draws from
+  `dropout_key`; mutable collections are not updated here (the losses handle model
+  state explicitly).
   """
-  def model_fn(x: Array, labels: Array) -> Array:
+  def model_fn(x: Array, labels: Array, class_labels: Array | None = None) -> Array:
     rngs = {"dropout": dropout_key} if (train and dropout_key is not None) else None
-    return model.apply(variables, x, labels, train=train, rngs=rngs)
+    extra = {} if class_labels is None else {"class_labels": class_labels}
+    return model.apply(variables, x, labels, train=train, rngs=rngs, **extra)
   return model_fn
 
 
@@ -52,16 +57,21 @@ def labels_and_std(sde: sde_lib.SDE, t: Array, continuous: bool) -> tuple[Array,
 
 
 def get_score_fn(sde: sde_lib.SDE, model, variables: dict, continuous: bool = True, *,
-                 train: bool = False, dropout_key: Array | None = None) -> Callable[[Array, Array], Array]:
-  """`score_fn(x, t)` approximating grad_x log p_t(x) from a trained network.
+                 train: bool = False, dropout_key: Array | None = None) -> Callable[..., Array]:
+  """`score_fn(x, t, class_labels=None)` approximating grad_x log p_t(x) (or, with
+  class labels, grad_x log p_t(x | y)) from a trained network.
 
   The network sees `sde.model_labels(t)`; its output, of kind `sde.model_output`,
-  is converted by `scorejax.parameterization.score_from_output`.
+  is converted by `scorejax.parameterization.score_from_output`. For a
+  label-conditional network, `class_labels` (B,) int select the class (-1 or None:
+  the null label, i.e. the unconditional score of classifier-free guidance; Ho &
+  Salimans 2022), so `score_fn(x, t)` is a plain score function and
+  `score_fn(x, t, labels)` is `classifier_free_guided_score`'s `cond_score_fn`.
   """
   model_fn = get_model_fn(model, variables, train=train, dropout_key=dropout_key)
 
-  def score_fn(x: Array, t: Array) -> Array:
-    output = model_fn(x, sde.model_labels(t, continuous))
+  def score_fn(x: Array, t: Array, class_labels: Array | None = None) -> Array:
+    output = model_fn(x, sde.model_labels(t, continuous), class_labels)
     alpha = sde_lib.batch_broadcast(sde.alpha(t), x)
     sigma = sde_lib.batch_broadcast(sde.model_output_std(t, continuous), x)
     return parameterization.score_from_output(sde.model_output, x, output, alpha, sigma)

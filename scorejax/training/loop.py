@@ -34,7 +34,8 @@ from scorejax.report.writer import MetricsWriter
 from scorejax.training import checkpoint, parallel, run_config, run_lock
 from scorejax.training.guard import DivergenceGuard, NonFiniteLossError
 from scorejax.training.setup import (Components, SampleSettings, build_components, init_state,
-                                     make_snapshot_sampler, save_snapshot_samples, with_scaler)
+                                     make_snapshot_sampler, num_classes, save_snapshot_samples,
+                                     with_scaler)
 from scorejax.training.state import TrainState
 from scorejax.training.step import make_eval_step, make_train_step
 
@@ -123,11 +124,53 @@ def train_and_evaluate(config, workdir: str, *, allow_config_change: bool = Fals
     if checkpoint.saved_steps(os.path.join(workdir, "checkpoints")):
       run_config.check_resume(workdir, config, allow_config_change=allow_config_change)
     c = build_components(config)
-    eval_batches = (functools.partial(data.eval_batches, config, "test") if s.eval_freq > 0
-                    else None)
-    return train(c, s, workdir, batch_fn=data.make_train_batch_fn(config),
+    labelled = num_classes(config) > 0  # a label-conditional model trains on (image, label)
+    eval_batches = (functools.partial(data.eval_batches, config, "test", with_labels=labelled)
+                    if s.eval_freq > 0 else None)
+    init_from = config.training.get("init_from", None)
+    initialize = (functools.partial(init_from_run, c, init_from) if init_from else None)
+    return train(c, s, workdir, batch_fn=data.make_train_batch_fn(config, with_labels=labelled),
                  eval_batches=eval_batches,
-                 on_start=lambda step: run_config.record_config(workdir, config, step))
+                 on_start=lambda step: run_config.record_config(workdir, config, step),
+                 initialize=initialize)
+
+
+def init_from_run(c: Components, source_workdir: str, state: TrainState) -> TrainState:
+  """`state` with the parameters it shares with the newest checkpoint of another run.
+
+  `config.training.init_from`: fine-tuning. The source run is rebuilt from its own
+  config record (`run_config.CONFIG_NAME`); every parameter of `state` whose path and
+  shape the source's EMA parameters also have is taken from them, the others (e.g. the
+  class embedding a label-conditional model adds, which starts at zero so that the
+  new model begins as the source) keep their initialization. Params and EMA both
+  start there; the optimizer starts afresh; the step stays 0.
+  """
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  from scorejax.training.setup import load_state  # pylint: disable=g-import-not-at-top
+
+  record = run_config.read_record(source_workdir)
+  if record is None or not checkpoint.saved_steps(os.path.join(source_workdir, "checkpoints")):
+    raise ConfigError(f"config.training.init_from={source_workdir!r} is not a trained run (no "
+                      f"{run_config.CONFIG_NAME} or no checkpoints there); name the --workdir of "
+                      "a finished --mode=train run, or set it to None")
+  source_config = ml_collections.ConfigDict(record)
+  source_c = build_components(source_config)
+  source, step = load_state(source_c, source_workdir, seed=int(source_config.seed),
+                            snapshot_freq=int(source_config.training.snapshot_freq))
+  ours = traverse_util.flatten_dict(jax.device_get(state.params))
+  theirs = traverse_util.flatten_dict(jax.device_get(source.ema_params))
+  taken = {k: (theirs[k] if k in theirs and np.shape(theirs[k]) == np.shape(v) else v)
+           for k, v in ours.items()}
+  kept = sorted("/".join(k) for k in ours if taken[k] is ours[k])
+  if len(kept) == len(ours):
+    raise ConfigError(f"config.training.init_from={source_workdir!r}: none of its parameters "
+                      "fits this model; the source must have the same network")
+  log.info("initialized from %s (step %d); parameters kept from the initialization: %s",
+           source_workdir, step, kept)
+  params = traverse_util.unflatten_dict(taken)
+  return jax.jit(lambda p: TrainState.create(p, c.optimizer, model_state=state.model_state),
+                 out_shardings=parallel.replicated(parallel.data_mesh()))(params)
 
 
 def _copy_state(state: TrainState) -> TrainState:
@@ -136,14 +179,16 @@ def _copy_state(state: TrainState) -> TrainState:
 
 def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[int], np.ndarray],
           eval_batches: Callable[[], Iterator[np.ndarray]] | None = None,
-          on_start: Callable[[int], None] | None = None) -> TrainState:
+          on_start: Callable[[int], None] | None = None,
+          initialize: Callable[[TrainState], TrainState] | None = None) -> TrainState:
   """Trains from the newest checkpoint in `workdir` (or from scratch) to `s.n_iters`.
 
   `batch_fn(step)`: this process's slice of the training batch of `step` (a pure
   function of the step, `data.make_train_batch_fn`); `eval_batches()`: one pass
   over the test split (cycled; needed when `s.eval_freq > 0`); `on_start(step)`:
-  called once the start step is known (after a successful restore). Returns the
-  final state.
+  called once the start step is known (after a successful restore);
+  `initialize(state)`: the initial state of a new run (no checkpoint) from the freshly
+  initialized one (`init_from_run`: fine-tuning). Returns the final state.
 
   Nothing unverified is saved: the state after step s is checkpointed only once the
   loss and gradient norm of step s + 1, which are computed on it, pass the
@@ -169,6 +214,8 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
   if restored is not None:
     state, start_step = restored
     log.info("resumed from the checkpoint at step %d", start_step)
+  elif initialize is not None:
+    state = initialize(state)
   if start_step >= s.n_iters:
     manager.close()
     if start_step > s.n_iters:

@@ -39,7 +39,7 @@ IDENTITY_EXCEPTIONS = ("model.ema_rate", "model.dropout")  # change the continue
 HARMLESS_FIELDS = ("training.n_iters", "training.log_freq", "training.eval_freq",
                    "training.snapshot_freq", "training.snapshot_freq_for_preemption",
                    "training.snapshot_sampling", "training.snapshot_sample_count", "sampling", "eval",
-                   "data.data_dir")
+                   "data.data_dir", "training.init_from", "classifier")
 
 
 class ConfigMismatchError(ValueError):
@@ -67,18 +67,41 @@ def config_as_dict(config) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
-def classify_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]
+# A classifier run (`--mode=train_classifier`): its network, its data and the SDE whose
+# noise it is trained on define it; the score model's and its training's fields do not.
+CLASSIFIER_IDENTITY_FIELDS = ("classifier", "data.dataset", "data.image_size",
+                              "data.num_channels", "data.centered", "training.sde",
+                              "model.sigma_min", "model.sigma_max", "model.beta_min",
+                              "model.beta_max")
+CLASSIFIER_IDENTITY_EXCEPTIONS = ("classifier.ema_rate", "classifier.dropout",
+                                  "classifier.n_iters", "classifier.log_freq",
+                                  "classifier.eval_freq", "classifier.snapshot_freq",
+                                  "classifier.snapshot_freq_for_preemption", "classifier.batch_size",
+                                  "classifier.optim", "classifier.eps")
+CLASSIFIER_HARMLESS_FIELDS = tuple(f for f in HARMLESS_FIELDS if f != "classifier") + (
+    "model", "training", "optim", "classifier.n_iters", "classifier.log_freq",
+    "classifier.eval_freq", "classifier.snapshot_freq", "classifier.snapshot_freq_for_preemption")
+
+
+def classify_changes(recorded: Mapping[str, Any], current: Mapping[str, Any], *,
+                     identity: tuple[str, ...] = IDENTITY_FIELDS,
+                     exceptions: tuple[str, ...] = IDENTITY_EXCEPTIONS,
+                     harmless: tuple[str, ...] = HARMLESS_FIELDS
                      ) -> dict[str, list[tuple[str, Any, Any]]]:
-  """The differing fields as {'refused' | 'needs_flag' | 'harmless' | 'one_side': [(field, old, new)]}."""
+  """The differing fields as {'refused' | 'needs_flag' | 'harmless' | 'one_side': [(field, old, new)]}.
+
+  `identity` (less `exceptions`), `harmless`: prefixes of the fields that may never
+  change and of those that always may (default: a score model's run).
+  """
   old, new = flatten(recorded), flatten(current)
   changes = {"refused": [], "needs_flag": [], "harmless": [], "one_side": []}
   for field in sorted(set(old) | set(new)):
     if field not in old or field not in new:
       changes["one_side"].append((field, old.get(field, "<absent>"), new.get(field, "<absent>")))
     elif old[field] != new[field]:
-      if _matches(field, IDENTITY_FIELDS) and not _matches(field, IDENTITY_EXCEPTIONS):
+      if _matches(field, identity) and not _matches(field, exceptions):
         kind = "refused"
-      elif _matches(field, HARMLESS_FIELDS):
+      elif _matches(field, harmless):
         kind = "harmless"
       else:
         kind = "needs_flag"
@@ -98,18 +121,22 @@ def read_record(workdir: str) -> dict[str, Any] | None:
     return json.load(f)
 
 
-def check_resume(workdir: str, config, *, allow_config_change: bool = False) -> None:
+def check_resume(workdir: str, config, *, allow_config_change: bool = False,
+                 classifier: bool = False) -> None:
   """Refuses a resume whose config differs from the run's record where it must not.
 
   Raises ConfigMismatchError listing the refused fields (and, without
   `allow_config_change`, the fields that need it); logs the allowed changes.
+  `classifier`: the run is a noise-conditional classifier's (`CLASSIFIER_*_FIELDS`).
   """
   recorded = read_record(workdir)
   if recorded is None:
     log.warning("%s has checkpoints but no %s: the config of the resumed run cannot be checked",
                 workdir, CONFIG_NAME)
     return
-  changes = classify_changes(recorded, config_as_dict(config))
+  kinds = (dict(identity=CLASSIFIER_IDENTITY_FIELDS, exceptions=CLASSIFIER_IDENTITY_EXCEPTIONS,
+                harmless=CLASSIFIER_HARMLESS_FIELDS) if classifier else {})
+  changes = classify_changes(recorded, config_as_dict(config), **kinds)
   if changes["refused"]:
     raise ConfigMismatchError(
         f"the config differs from the one the checkpoints in {workdir} were trained with, in "

@@ -65,11 +65,12 @@ def build_components(config) -> Components:
                 # absent from configs written before maximum-likelihood training: the defaults
                 importance_weighting=bool(t.get("importance_weighting", False)),
                 time_sampling=str(t.get("time_sampling", "iid")))
+  label_dropout = float(t.get("label_dropout", 0.0))
   return Components(
       sde=sde, model=model, continuous=continuous,
       optimizer=optim.optimizer_from_config(config.optim),
       learning_rate=optim.learning_rate_schedule(float(config.optim.lr), int(config.optim.warmup)),
-      loss_fn=losses.get_sde_loss_fn(sde, model, train=True, **common),
+      loss_fn=losses.get_sde_loss_fn(sde, model, train=True, label_dropout=label_dropout, **common),
       eval_loss_fn=losses.get_sde_loss_fn(sde, model, train=False, **common),
       data_shape=data.get_data_shape(config), centered=bool(config.data.centered),
       scaler=data.get_data_scaler(config), inverse_scaler=data.get_data_inverse_scaler(config))
@@ -85,11 +86,22 @@ def init_state(c: Components, key: Array) -> TrainState:
   return TrainState.create(params, c.optimizer, model_state=variables)
 
 
+def num_classes(config) -> int:
+  """The classes of a label-conditional score model (`config.model.num_classes`; 0: unconditional)."""
+  return int(config.model.get("num_classes", 0))
+
+
 def with_scaler(step_fn: Callable, scaler: Callable[[Array], Array]) -> Callable:
-  """Applies the data scaler ([0,1] -> model range) to the batch inside the jitted step."""
+  """Applies the data scaler ([0,1] -> model range) to the batch inside the jitted step
+  (to the images of a labelled batch `{"image", "label"}`)."""
+  def scale(batch):
+    if isinstance(batch, dict):
+      return {**batch, "image": scaler(batch["image"])}
+    return scaler(batch)
+
   @functools.wraps(step_fn)  # keeps the step's name (compilation logs and counts)
   def scaled_step(state, batch, key):
-    return step_fn(state, scaler(batch), key)
+    return step_fn(state, scale(batch), key)
   return scaled_step
 
 
@@ -110,20 +122,23 @@ def load_state(c: Components, workdir: str, *, seed: int, snapshot_freq: int,
   """
   mesh = parallel.data_mesh()
   init_key = jax.random.fold_in(jax.random.key(seed), 0)
-  state = jax.jit(lambda k: init_state(c, k), out_shardings=parallel.replicated(mesh))(init_key)
+  init = lambda k: init_state(c, k)  # noqa: E731
   if untrained:
-    return state, 0
+    return jax.jit(init, out_shardings=parallel.replicated(mesh))(init_key), 0
+  # A restore needs only the structure: no initializers are compiled or run.
+  abstract = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=parallel.replicated(mesh)),
+      jax.eval_shape(init, init_key))
   manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
                                     snapshot_freq=snapshot_freq, read_only=True)
   try:
     if step is None:
-      restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state),
-                                           set_aside=False)
+      restored = checkpoint.restore_latest(manager, abstract, set_aside=False)
       if restored is None:
         raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints; train first with --mode=train")
       state, step = restored
     else:
-      state = checkpoint.restore_step(manager, step, checkpoint.abstract_like(state))
+      state = checkpoint.restore_step(manager, step, abstract)
   finally:
     manager.close()
   return state, int(step)
