@@ -110,7 +110,14 @@ def test_classifier_guidance_gives_the_requested_digits(tmp_path):
   assert unguided_acc <= UNGUIDED_MAX, unguided_acc
 
 
+# Known short of their bars (measured, below) and 5-15 minutes each on 2 cores: run on
+# request (SCOREJAX_RUN_OPEN_BARS=1) rather than on every full-suite run.
+_OPEN_BAR = pytest.mark.skipif(not os.environ.get("SCOREJAX_RUN_OPEN_BARS"),
+                               reason="open bar, measured short; set SCOREJAX_RUN_OPEN_BARS=1")
+
+
 @pytest.mark.slow
+@_OPEN_BAR
 @pytest.mark.xfail(strict=True, reason=(
     "measured 0.11 of 100 samples judged the requested digit at w = 3 after 400 fine-tuning "
     "steps (the class embedding, Adam at lr 1e-3 from zero, reached only |e| <= 0.08): the bar "
@@ -126,6 +133,7 @@ def test_classifier_free_guidance_gives_the_requested_digits(tmp_path):
 
 
 @pytest.mark.slow
+@_OPEN_BAR
 @pytest.mark.xfail(strict=True, reason=(
     "measured with 'replace': the judge's label of the true digit on 0.52 of 100, MSE on the "
     "unknown half 0.080 vs 0.064 for the training mean; 'guided' diverged (docs/controllable.md)"))
