@@ -25,12 +25,17 @@ def pyplot():
   return plt
 
 
-def save(fig, out: str, name: str, dpi: int = 80) -> str:
-  """Saves `fig` as out/name, closes it, prints and returns the path."""
+def save(fig, out: str, name: str, dpi: int = 80, colors: int = 64) -> str:
+  """Saves `fig` as out/name with a `colors`-entry palette (small PNGs for the docs),
+  closes it, prints and returns the path."""
+  from PIL import Image
   os.makedirs(out, exist_ok=True)
   path = os.path.join(out, name)
   fig.savefig(path, dpi=dpi)
   pyplot().close(fig)
+  with Image.open(path) as im:
+    small = im.convert("RGB").quantize(colors)
+  small.save(path, optimize=True)
   print(f"wrote {path}")
   return path
 

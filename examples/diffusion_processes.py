@@ -134,7 +134,7 @@ def plot_forward(frames: dict[str, np.ndarray], out: str) -> str:
   ax.set_xlabel("t", fontsize=8)
   ax.set_ylim(n_rows, 0)
   fig.tight_layout()
-  return _common.save(fig, out, "diffusion_forward.png")
+  return _common.save(fig, out, "diffusion_forward.png", dpi=64, colors=32)
 
 
 def plot_variance(times: np.ndarray, variances: dict[str, np.ndarray], out: str) -> str:

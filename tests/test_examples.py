@@ -81,10 +81,12 @@ def test_learned_score_is_worse_in_low_density_regions(tmp_path):
 
 @pytest.mark.slow  # trains a small digits model and solves 2 x 32 likelihood ODEs
 def test_exact_and_hutchinson_bits_per_dim_agree(tmp_path):
-  cfg, c, state = likelihood_divergence.model(str(tmp_path), n_iters=300, batch_size=64, nf=64)
+  """The two estimators of the same ODE likelihood agree within their standard error
+  (the Hutchinson estimate is unbiased along the same trajectory)."""
+  cfg, c, state = likelihood_divergence.model(str(tmp_path), n_iters=500, batch_size=64, nf=64)
   r = likelihood_divergence.bits_per_dim(cfg, c, state, str(tmp_path), n=32, rtol=1e-3, atol=1e-3)
   e, h = r["exact"], r["hutchinson_rademacher"]
   print({k: (v["bpd"], v["bpd_stderr"], v["nfe_mean"]) for k, v in r.items()})
   assert np.isfinite(e["bpd"]) and np.isfinite(h["bpd"])
-  assert abs(e["bpd"] - h["bpd"]) < max(e["bpd_stderr"], h["bpd_stderr"]), r
+  assert abs(e["bpd"] - h["bpd"]) < np.hypot(e["bpd_stderr"], h["bpd_stderr"]), r
   assert e["nfe_mean"] > 0 and h["nfe_mean"] > 0
