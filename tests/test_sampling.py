@@ -217,6 +217,7 @@ def test_pc_trajectory_ends_where_pc_sample_ends():
     pc_trajectory(key, sde, score_fn, (4, 2), n_frames=7, n_steps=100)
 
 
+@pytest.mark.slow  # compiles a PC scan and two diffrax solves (~10 s)
 def test_pc_and_ode_trajectories_from_given_prior_points():
   """pc_trajectory(x_T=...) starts where told; ode_trajectory ends where solve_reverse_ode does."""
   from scorejax.sampling import ode_trajectory, pc_trajectory, solve_reverse_ode
@@ -224,11 +225,13 @@ def test_pc_and_ode_trajectories_from_given_prior_points():
   sde = SDES["vp"]
   score_fn = analytic.marginal_score_fn(mix, sde)
   x_T = sde.prior_sampling(jax.random.key(0), (32, 2))
-  frames, _ = pc_trajectory(jax.random.key(1), sde, score_fn, (32, 2), n_frames=2, n_steps=20,
-                            corrector=None, x_T=x_T)
+  frames, _ = jax.jit(lambda k: pc_trajectory(k, sde, score_fn, (32, 2), n_frames=2, n_steps=20,
+                                              corrector=None, x_T=x_T))(jax.random.key(1))
   np.testing.assert_array_equal(frames[0], x_T)
-  path, ts = ode_trajectory(sde, score_fn, x_T, n_frames=4, rtol=1e-4, atol=1e-4)
-  x_eps, _ = solve_reverse_ode(sde, score_fn, x_T, eps=1e-3, rtol=1e-4, atol=1e-4)
+  path, ts = jax.jit(lambda x: ode_trajectory(sde, score_fn, x, n_frames=4, rtol=1e-4,
+                                              atol=1e-4))(x_T)
+  x_eps, _ = jax.jit(lambda x: solve_reverse_ode(sde, score_fn, x, eps=1e-3, rtol=1e-4,
+                                                 atol=1e-4))(x_T)
   assert path.shape == (5, 32, 2) and ts.shape == (5,)
   np.testing.assert_allclose(path[0], x_T, atol=1e-6)
   np.testing.assert_allclose(path[-1], x_eps, atol=1e-4)
