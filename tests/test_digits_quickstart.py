@@ -1,8 +1,8 @@
 """The README's offline quick start (`configs/digits.py`) trains a model whose samples are digits.
 
-Quality is judged by a classifier trained on the real digits, on the same [0, 1]
-images the score model sees (scikit-learn's MLP; ~99% accurate on the 297 test
-digits). A sample counts as a recognizable digit when the classifier is confident
+Quality is judged by `scorejax.evaluation.metrics.digit_judge`: a classifier trained
+on the real digits, on the same [0, 1] images the score model sees (scikit-learn's
+MLP; ~99% accurate on the 297 test digits). A sample counts as a recognizable digit when the classifier is confident
 (max probability >= 0.9) *and* the sample lies within the real digits' distance
 to the training set (nearest-neighbour L2 distance <= the 99th percentile of the
 test digits' distances). The second condition is needed: like most classifiers,
@@ -26,7 +26,6 @@ digits, 1500: 81%, on 64 samples each), so the test does not shorten the run. At
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -36,59 +35,17 @@ import textwrap
 import numpy as np
 import pytest
 
-from scorejax.data import sources
+from scorejax.evaluation.metrics import digit_judge
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_SAMPLES = 512
-CONFIDENCE = 0.9
 DIGIT_FRACTION = 0.75   # confident and near the data (real test digits: ~0.95)
 CONFIDENT_FRACTION = 0.8
 MIN_CLASS_FRACTION = 0.02
 
 
-@functools.lru_cache(maxsize=None)
-def _real_digits(image_size: int):
-  """(x_train, y_train, x_test, y_test): the DIGITS splits as flat [0, 1] float arrays."""
-  from sklearn.datasets import load_digits
-  labels = load_digits().target
-  order = np.random.default_rng(sources.DIGITS_SPLIT_SEED).permutation(len(labels))
-  y_train, y_test = labels[order[:sources.DIGITS_NUM_TRAIN]], labels[order[sources.DIGITS_NUM_TRAIN:]]
-  x_train = sources.open_digits_source("train", image_size).reshape(len(y_train), -1) / 255.0
-  x_test = sources.open_digits_source("test", image_size).reshape(len(y_test), -1) / 255.0
-  # Labels follow the sources' permutation; the judge's >= 95% test accuracy checks it.
-  assert len(x_train) == len(y_train) and len(x_test) == len(y_test)
-  return x_train, y_train, x_test, y_test
-
-
-class DigitJudge:
-  """Classifier + nearest-neighbour distance, fitted on the real DIGITS training split."""
-
-  def __init__(self, image_size: int):
-    from sklearn.neural_network import MLPClassifier
-    self.x_train, y_train, self.x_test, self.y_test = _real_digits(image_size)
-    self.clf = MLPClassifier((128,), alpha=1e-3, max_iter=1000, random_state=0)
-    self.clf.fit(self.x_train, y_train)
-    self.max_distance = float(np.percentile(self.nn_distance(self.x_test), 99))
-
-  def nn_distance(self, x: np.ndarray) -> np.ndarray:
-    sq = (x ** 2).sum(1)[:, None] - 2.0 * x @ self.x_train.T + (self.x_train ** 2).sum(1)[None]
-    return np.sqrt(np.maximum(sq.min(1), 0.0))
-
-  def judge(self, images: np.ndarray) -> dict:
-    """Fractions of confident / near-the-data / both, and the predicted-class histogram."""
-    x = np.clip(np.asarray(images, np.float64).reshape(len(images), -1), 0.0, 1.0)
-    p = self.clf.predict_proba(x)
-    confident = p.max(1) >= CONFIDENCE
-    near = self.nn_distance(x) <= self.max_distance
-    return {"confident": float(confident.mean()), "near": float(near.mean()),
-            "digit": float((confident & near).mean()),
-            "histogram": np.bincount(p.argmax(1)[confident & near], minlength=10) / len(x),
-            "accuracy": float((p.argmax(1) == self.y_test).mean()) if len(x) == len(self.y_test) else None}
-
-
-@functools.lru_cache(maxsize=None)
-def _judge(image_size: int) -> DigitJudge:
-  return DigitJudge(image_size)
+DigitJudge = digit_judge.DigitJudge
+_judge = digit_judge.judge_for
 
 
 @pytest.mark.slow  # the judge of the slow quick-start test (fits an MLP: ~10-60 s)

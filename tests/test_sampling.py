@@ -267,3 +267,26 @@ def test_pc_trajectory_ends_where_pc_sample_ends():
   assert float(jnp.std(frames[0])) > 20 and float(jnp.std(frames[-1])) < 2
   with pytest.raises(ValueError, match="multiple of n_frames"):
     pc_trajectory(key, sde, score_fn, (4, 2), n_frames=7, n_steps=100)
+
+
+@pytest.mark.slow  # compiles a PC scan and two diffrax solves (~10 s)
+def test_pc_and_ode_trajectories_from_given_prior_points():
+  """pc_trajectory(x_T=...) starts where told; ode_trajectory ends where solve_reverse_ode does."""
+  from scorejax.sampling import ode_trajectory, pc_trajectory, solve_reverse_ode
+  mix = analytic.imbalanced_mixture_2d()
+  sde = SDES["vp"]
+  score_fn = analytic.marginal_score_fn(mix, sde)
+  x_T = sde.prior_sampling(jax.random.key(0), (32, 2))
+  frames, _ = jax.jit(lambda k: pc_trajectory(k, sde, score_fn, (32, 2), n_frames=2, n_steps=20,
+                                              corrector=None, x_T=x_T))(jax.random.key(1))
+  np.testing.assert_array_equal(frames[0], x_T)
+  path, ts = jax.jit(lambda x: ode_trajectory(sde, score_fn, x, n_frames=4, rtol=1e-4,
+                                              atol=1e-4))(x_T)
+  x_eps, _ = jax.jit(lambda x: solve_reverse_ode(sde, score_fn, x, eps=1e-3, rtol=1e-4,
+                                                 atol=1e-4))(x_T)
+  assert path.shape == (5, 32, 2) and ts.shape == (5,)
+  np.testing.assert_allclose(path[0], x_T, atol=1e-6)
+  np.testing.assert_allclose(path[-1], x_eps, atol=1e-4)
+  assert float(ts[0]) == 1.0 and float(ts[-1]) == pytest.approx(1e-3, rel=1e-4)
+  with pytest.raises(ValueError, match="x_T has shape"):
+    pc_trajectory(jax.random.key(1), sde, score_fn, (16, 2), n_frames=2, n_steps=20, x_T=x_T)

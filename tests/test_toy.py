@@ -122,3 +122,14 @@ def test_distances_on_known_cases():
   assert shifted == pytest.approx(1 / math.sqrt(2), rel=0.1)
   with pytest.raises(ValueError, match="equal shapes"):
     distances.sliced_wasserstein2(key, y, y[:10])
+
+
+def test_perturbed_score_is_the_ve_marginal_score_at_that_sigma():
+  """NCSN's q_sigma = p * N(0, sigma^2 I) is the VE SDE's marginal where sigma(t) = sigma."""
+  mix = mixture.imbalanced_mixture_2d()
+  sde = sde_lib.VESDE(sigma_min=0.01, sigma_max=50.0)
+  sigma = jnp.array([0.05, 0.5, 3.0, 20.0])
+  x = jax.random.normal(jax.random.key(0), (4, 2)) * 2.0
+  t = sde.t_of_log_snr(-jnp.log(sigma))
+  np.testing.assert_allclose(mixture.perturbed_score_fn(mix)(x, sigma),
+                             mixture.marginal_score_fn(mix, sde)(x, t), rtol=1e-4, atol=1e-5)

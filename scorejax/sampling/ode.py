@@ -84,6 +84,33 @@ def _solve_reverse_ode(sde, score_fn, x_T, *, eps, rtol, atol, solver, max_steps
   return x, evaluations_per_solve(ode_solver, sol.stats["num_steps"])
 
 
+def ode_trajectory(sde: sde_lib.SDE, score_fn: Callable[[Array, Array], Array], x_T: Array, *,
+                   n_frames: int = 10, eps: float = SAMPLING_EPS, rtol: float = 1e-5,
+                   atol: float = 1e-5, solver: str = "tsit5",
+                   max_steps: int = 16384) -> tuple[Array, Array]:
+  """The probability-flow ODE's path from x_T (Song et al. 2021, Eq. 13; Fig. 2's
+  deterministic trajectories): (frames (n_frames + 1, *x_T.shape), their times).
+
+  Frames are at n_frames + 1 evenly spaced times from T down to eps (the solver's
+  dense steps, not a fixed grid: the adaptive solve is the same as
+  `solve_reverse_ode`'s); frame 0 is x_T and the last frame its output.
+  """
+  _check_ode_arguments(sde, score_fn, x_T.shape, x_T.dtype, eps, solver, "ode_trajectory")
+  rsde = sde.reverse(score_fn, probability_flow=True)
+  batch = x_T.shape[0]
+
+  def vector_field(s, x, args):
+    t = jnp.full((batch,), sde.T - s, x.dtype)
+    return -rsde.sde(x, t)[0]
+
+  s_frames = jnp.linspace(0.0, sde.T - eps, n_frames + 1)
+  sol = diffrax.diffeqsolve(
+      diffrax.ODETerm(vector_field), get_solver(solver), t0=0.0, t1=sde.T - eps, dt0=None,
+      y0=x_T, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+      saveat=diffrax.SaveAt(ts=s_frames), max_steps=max_steps)
+  return sol.ys, sde.T - s_frames
+
+
 def ode_sample(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Array], Array],
                shape: tuple[int, ...], *, rtol: float = 1e-5, atol: float = 1e-5,
                eps: float = SAMPLING_EPS, solver: str = "tsit5", denoise: bool = False,

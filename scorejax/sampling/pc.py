@@ -22,10 +22,12 @@ def _is_set(name: str | None) -> bool:
 
 
 def _pc_parts(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int, ...], *,
-              predictor, corrector, snr, n_corrector_steps, n_steps, eps, where="pc_sample"):
+              predictor, corrector, snr, n_corrector_steps, n_steps, eps, where="pc_sample",
+              x_T=None):
   """(number of steps n, step function, x_T, per-step inputs, nfe) shared by the PC samplers.
 
   Checks the arguments first (names, step count, eps in (0, T), the score's shape).
+  x_T: the starting points (default: drawn from the prior with the first half of `key`).
   """
   predictor_fn = get_predictor(predictor)
   corrector_fn = get_corrector(corrector)
@@ -48,7 +50,10 @@ def _pc_parts(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int,
     return (x, x_mean), None
 
   key_init, key_steps = jax.random.split(key)
-  x_T = sde.prior_sampling(key_init, shape)
+  if x_T is None:
+    x_T = sde.prior_sampling(key_init, shape)
+  elif tuple(x_T.shape) != tuple(shape):
+    raise ValueError(f"{where}: x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
   inputs = (uniform_time_grid(sde.T, eps, n), jax.random.split(key_steps, n))
   nfe = n * (int(_is_set(predictor)) + n_corrector_steps * int(_is_set(corrector)))
   return n, step, x_T, inputs, nfe
@@ -82,15 +87,19 @@ def pc_trajectory(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[
                   n_frames: int = 10, predictor: str | None = "reverse_diffusion",
                   corrector: str | None = "langevin", snr: float = 0.16,
                   n_corrector_steps: int = 1, n_steps: int | None = None,
-                  eps: float = SAMPLING_EPS) -> tuple[Array, Array]:
+                  eps: float = SAMPLING_EPS, x_T: Array | None = None) -> tuple[Array, Array]:
   """The PC sampler's path: (frames (n_frames + 1, *shape), their times (n_frames + 1,)).
 
   Frame 0 is x_T; frame j the denoised state after j N / n_frames steps, so the last
   frame is `pc_sample`'s output with the same key. N must be a multiple of `n_frames`.
+  `x_T`: the starting points (shaped `shape`), e.g. to follow the SDE and the
+  probability-flow ODE (`ode_trajectory`) from the same prior draws; default: the prior
+  sample `pc_sample` would start from.
   """
   n, step, x_T, (ts, keys), _ = _pc_parts(
       key, sde, score_fn, shape, predictor=predictor, corrector=corrector, snr=snr,
-      n_corrector_steps=n_corrector_steps, n_steps=n_steps, eps=eps, where="pc_trajectory")
+      n_corrector_steps=n_corrector_steps, n_steps=n_steps, eps=eps, where="pc_trajectory",
+      x_T=x_T)
   if n % n_frames:
     raise ValueError(f"the number of steps ({n}) must be a multiple of n_frames={n_frames}")
   chunk = n // n_frames

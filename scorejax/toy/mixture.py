@@ -169,6 +169,20 @@ def marginal_log_prob_fn(mix: GaussianMixture, sde: sde_lib.SDE) -> Callable[[Ar
   return log_prob
 
 
+def perturbed_score_fn(mix: GaussianMixture) -> Callable[[Array, Array], Array]:
+  """Exact `score_fn_sigma(x, sigma)` of q_sigma = p * N(0, sigma^2 I), sigma shaped (B,).
+
+  NCSN's noise-conditional target (Song & Ermon 2019, Sec. 4.1, Eq. 5): the mixture
+  convolved with isotropic Gaussian noise is the mixture with variances v_k + sigma^2,
+  so this is the exact input of annealed Langevin dynamics (`sampling.annealed_langevin`).
+  """
+  def score_fn_sigma(x: Array, sigma: Array) -> Array:
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), (x.shape[0],))
+    s = jax.vmap(lambda xi, si: mix.affine(1.0, si).score_single(xi))(_flat(x), sigma)
+    return s.reshape(x.shape)
+  return score_fn_sigma
+
+
 def flow_model_log_prob(mix: GaussianMixture, sde: sde_lib.SDE, x: Array, z: Array,
                         eps: float) -> Array:
   """Exact log-density of x under the probability-flow model integrated from eps to T.
