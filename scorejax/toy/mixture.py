@@ -138,7 +138,7 @@ class GaussianMixture:
     m = a.shape[0]
     mean_y = self.means @ a.T
     av = a[None] * self.variances[:, None, :]  # A V_k: (K, M, D)
-    cov_y = jnp.einsum("kmd,nd->kmn", av, a) + jnp.square(noise_std) * jnp.eye(m, dtype=a.dtype)
+    cov_y = jnp.einsum("kmd,nd->kmn", av, a) + jnp.square(noise_std) * jnp.eye(m, dtype=a.dtype)[None]
     chol = jnp.linalg.cholesky(cov_y)
     # G_k^T = S_k^{-1} A V_k (S_k symmetric): two triangular solves per component.
     solve = jax.vmap(lambda l, b: jax.scipy.linalg.cho_solve((l, True), b))
