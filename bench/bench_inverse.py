@@ -81,7 +81,8 @@ def rows(sdes, main_only: bool):
       continue
     out += [(s, "projection", {"lam": 0.5}), (s, "projection", {"lam": 0.1}),
             (s, "projection", {"n_corrector_steps": 5}),
-            (s, "dps", {"step_size": 0.3}), (s, "dps", {"step_size": 3.0}),
+            (s, "dps", {"step_size": 0.1}), (s, "dps", {"step_size": 0.3}),
+            (s, "dps", {"step_size": 3.0}),
             (s, "pigdm", {"corrector": "none"}), (s, "pigdm", {"scale": 2.0})]
   return out
 

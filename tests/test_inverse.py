@@ -240,8 +240,10 @@ def test_solve_inverse_problem_rejects_bad_arguments(mixture_8d):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", INVERSE_METHODS)
 def test_every_method_runs_on_every_operator_kind(method, mixture_8d):
-  """A few steps on images (Fourier) and on vectors (matrix): finite output shaped like x;
-  projection with lam = 1 ends consistent with y."""
+  """50 steps (fewer diverge on this mixture's narrow modes even without measurements) on
+  images (Fourier) and on vectors (matrix): finite output shaped like x;
+  projection with lam = 1 ends consistent with y (with what of y a real image can explain:
+  noise on a self-conjugate frequency's imaginary part cannot be)."""
   sde = SDES["vp"]
   mix = mixture_8d
   score_8d = analytic.marginal_score_fn(mix, sde)
@@ -254,11 +256,11 @@ def test_every_method_runs_on_every_operator_kind(method, mixture_8d):
     y = measure(jax.random.key(2), A, x_true, 0.01)
     x, nfe = jax.jit(lambda k: solve_inverse_problem(k, sde, score_fn, y, A, shape,
                                                      method=method, noise_std=0.01,
-                                                     n_steps=10))(jax.random.key(3))
+                                                     n_steps=50))(jax.random.key(3))
     assert x.shape == shape and bool(jnp.all(jnp.isfinite(x)))
-    assert nfe == (20 if method in ("projection", "pigdm") else 10)
-    if method == "projection":
-      np.testing.assert_allclose(A.forward(x), y, atol=1e-4)
+    assert nfe == (100 if method in ("projection", "pigdm") else 50)
+    if method == "projection":  # A x = y's part in the range of A (A A^+ y)
+      np.testing.assert_allclose(A.forward(x), A.forward(A.pinv(y)), atol=1e-4)
 
 
 # --- the 48-D mixture: agreement with the exact posterior -------------------------------------
