@@ -8,8 +8,8 @@
 
 Modules: `operators` (the measurement operators: forward, adjoint, pseudo-inverse),
 `radon` (the Radon transform and filtered back-projection), `solvers` (the methods of
-`INVERSE_METHODS` and `solve_inverse_problem`), `demo` (the reconstructions of
-`--mode=sample` with `sampling.task='inverse'` and docs/inverse.md).
+`INVERSE_METHODS` and `solve_inverse_problem`). `scorejax.evaluation.inverse` runs them on
+images (`--mode=sample` with `sampling.task='inverse'`); docs/inverse.md has the measurements.
 """
 
 from scorejax.inverse.operators import (Downsample, GaussianBlur, LinearOperator, MatrixOperator,
