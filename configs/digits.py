@@ -76,6 +76,20 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   sampling.n_steps = 20               # for a few-step sampling.method
   sampling.schedule = "default"       # the method's own time grid
   blocks.controllable_sampling(sampling)  # --mode=sample's task (docs/controllable.md)
+  # sampling.task='inverse': --mode=sample reconstructs held-out digits from measurements
+  sampling.inverse = inverse = ml_collections.ConfigDict()  # (docs/inverse.md)
+  inverse.operator = "radon"          # 'radon' (sparse-view CT) | 'fourier' (MRI) | 'mask' | ...
+  inverse.n_angles = 8                # radon: equispaced angles in [0, 180)
+  inverse.acceleration = 4.0          # fourier: 1 / acceleration of the k-space lines kept
+  inverse.center_fraction = 0.2       # fourier: the lowest-frequency lines always kept (3 of 16)
+  inverse.mask_seed = 0
+  inverse.noise_std = 0.01            # measurement noise, image values in [0, 1]
+  inverse.methods = ("projection", "dps", "pigdm")  # scorejax.inverse.INVERSE_METHODS
+  inverse.projection_lam = 1.0        # Song et al. 2022's lambda (1: hard consistency)
+  inverse.dps_step_size = 1.0         # DPS's zeta', in units of 1 / ||A||_2
+  inverse.count = 64                  # held-out test digits reconstructed
+  inverse.batch_size = 64
+  inverse.strip_count = 8             # digits shown in the PNG strip
 
   config.eval = evaluate = ml_collections.ConfigDict()
   evaluate.batch_size = 256          # of the 297 test digits; divisible by device counts

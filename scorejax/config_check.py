@@ -89,6 +89,7 @@ def validate(config, *, device_count: int | None = None) -> None:
   if config.get("eval") is not None and "batch_size" in config.eval:
     if int(config.eval.batch_size) <= 0:
       raise ConfigError(f"config.eval.batch_size={config.eval.batch_size} must be positive")
+  _check_inverse(s)
   _check_sde(config, sde_name)
   _check_labels(config, sde_name)
   _check_image_size(config)
@@ -99,7 +100,7 @@ def validate(config, *, device_count: int | None = None) -> None:
 
 # --mode=sample's tasks (scorejax.evaluation.tasks; names repeated here so that checking a
 # config imports no training code).
-TASKS = ("unconditional", "inpaint", "colorize", "class", "interpolate")
+TASKS = ("unconditional", "inpaint", "colorize", "class", "interpolate", "inverse")
 MASKS = ("half", "box", "random")
 GUIDANCE = ("classifier", "classifier_free", "none")
 LABELLED_DATASETS = ("DIGITS", "CIFAR10", "SVHN", "MNIST")
@@ -220,6 +221,26 @@ def _check_task(config) -> None:
       raise ConfigError(f"config.sampling.samples_per_class={s.samples_per_class} must be >= 1")
     if float(s.get("guidance_scale", 1.0)) < 0.0:
       raise ConfigError(f"config.sampling.guidance_scale={s.guidance_scale} must be >= 0")
+
+
+def _check_inverse(s) -> None:
+  """config.sampling.inverse when `--mode=sample` reconstructs (sampling.task='inverse')."""
+  if str(s.get("task", "sample")) != "inverse":
+    return
+  from scorejax.evaluation.inverse import OPERATOR_BUILDERS  # pylint: disable=import-outside-toplevel
+  from scorejax.inverse import INVERSE_METHODS  # pylint: disable=import-outside-toplevel
+  inv = s.get("inverse")
+  if inv is None:
+    raise ConfigError("config.sampling.task='inverse' needs config.sampling.inverse (operator, "
+                      "its settings, noise_std, methods, ...; see configs/digits.py)")
+  if str(inv.operator) not in OPERATOR_BUILDERS:
+    raise ConfigError(f"config.sampling.inverse.operator={inv.operator!r} is not one of "
+                      f"{sorted(OPERATOR_BUILDERS)}")
+  unknown = [m for m in inv.methods if m not in INVERSE_METHODS]
+  if unknown:
+    raise ConfigError(f"config.sampling.inverse.methods has {unknown}, not in {list(INVERSE_METHODS)}")
+  if float(inv.noise_std) < 0 or int(inv.count) < 1 or int(inv.batch_size) < 1:
+    raise ConfigError("config.sampling.inverse: noise_std must be >= 0, count and batch_size >= 1")
 
 
 def _check_sde(config, sde_name: str) -> None:

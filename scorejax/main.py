@@ -32,7 +32,8 @@ is an error):
               workdir/classifier): --allow_config_change
   eval        evaluation.loop.evaluate (options: config.eval.*)
   sample      evaluation.samples.sample_from_workdir; with config.sampling.task in inpaint,
-              colorize, class, interpolate: evaluation.tasks.sample_task_from_workdir
+              colorize, class, interpolate: evaluation.tasks.sample_task_from_workdir;
+              inverse: evaluation.inverse.reconstruct_from_workdir
   likelihood  evaluation.bpd.evaluate_bpd: --checkpoint --untrained --split --divergence
               --num_repeats --max_examples --batch_size --rtol --atol --eps --bound_n_t
   fid_stats   evaluation.reference_stats.compute_reference_stats (no --workdir): --out
@@ -178,7 +179,7 @@ def _run_mode(mode: str, config, workdir: str | None) -> None:
       sys.stderr.write(f"{e} (exit code {training_loop.PREEMPTED_EXIT_CODE})\n")
       sys.exit(training_loop.PREEMPTED_EXIT_CODE)
   elif mode == "sample":
-    if str(config.sampling.get("task", "unconditional")) == "unconditional":
+    if str(config.sampling.get("task", "unconditional")) in ("unconditional", *samples.TASKS):
       path = samples.sample_from_workdir(config, workdir)
     else:
       path = tasks.sample_task_from_workdir(config, workdir)

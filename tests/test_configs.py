@@ -39,6 +39,9 @@ ADDED = {
     "sampling.n_steps": 20,       # steps of a few-step sampling.method
     "sampling.schedule": "default",  # its time grid ('default': the method's own)
 }
+# New fields a config may declare (read with defaults where it does not): the task of
+# `--mode=sample` and its inverse-problem settings (docs/inverse.md).
+OPTIONAL_PREFIXES = ("sampling.task", "sampling.inverse.")
 # Optional `--mode=eval` fields (None: unset) that scorejax.evaluation.loop always read with
 # a default of None; every config that evaluates images (it has eval.begin_ckpt) now
 # declares them, so that `--config.eval.<field>=...` can set them. Where the snapshot
@@ -114,6 +117,8 @@ def test_resolved_config_matches_snapshot(entry):
         problems.append(f"{field}: {_show(actual[field])}, should be None (unset)")
       elif field not in expected:
         actual.pop(field)
+  for field in [f for f in actual if f.startswith(OPTIONAL_PREFIXES) and f not in expected]:
+    actual.pop(field)
   for field in sorted(set(expected) | set(actual)):
     if field not in actual:
       problems.append(f"{field}: missing, was {_show(expected[field])}")

@@ -104,6 +104,33 @@ def classifier_free_guided_score(cond_score_fn: Callable[[Array, Array, Array], 
   return guided
 
 
+def tweedie_variance(alpha: Array, sigma: Array, data_var: float | Array = 1.0) -> Array:
+  """r_t^2 = data_var sigma^2 / (alpha^2 data_var + sigma^2): the variance of x_0 given x_t
+  under a N(0, data_var I) prior, used as the spread of p(x_0 | x_t) around Tweedie's
+  estimate (Pi-GDM, Song et al. 2023, with data_var = 1); -> sigma^2 / alpha^2 as t -> 0."""
+  return data_var * sigma**2 / (alpha**2 * data_var + sigma**2)
+
+
+def tweedie_vjp(sde: sde_lib.SDE, score_fn: ScoreFn, x: Array,
+                t: Array) -> tuple[Array, Array, Callable[[Array], Array]]:
+  """(score, x0_hat, vjp): s(x, t), Tweedie's x0_hat = (x + sigma^2 s) / alpha and
+  v -> J^T v with J = d x0_hat / dx, from one `score_fn` evaluation.
+
+  The pull-back every reconstruction-guided method shares: grad_x of any function
+  of x0_hat(x) is J^T times its gradient in x0_hat.
+  """
+  alpha, sigma = sde.marginal_coeffs(t)
+  alpha, sigma = batch_broadcast(alpha, x), batch_broadcast(sigma, x)
+
+  def x0_hat(x):
+    score = score_fn(x, t)
+    chex.assert_equal_shape([score, x])
+    return parameterization.x0_from_score(x, score, alpha, sigma), score
+
+  x0, vjp_fn, score = jax.vjp(x0_hat, x, has_aux=True)
+  return score, x0, lambda v: vjp_fn(v)[0]
+
+
 def reconstruction_guidance(sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, known: Array,
                             x: Array, t: Array, *, data_var: float = 1.0) -> tuple[Array, Array]:
   """(score, guidance): s(x, t) and the inpainting term grad log p_t(y | x) on the unknown part.
@@ -126,16 +153,9 @@ def reconstruction_guidance(sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, known
   Costs one `score_fn` evaluation and one vector-Jacobian product through it.
   """
   alpha, sigma = sde.marginal_coeffs(t)
-  alpha, sigma = batch_broadcast(alpha, x), batch_broadcast(sigma, x)
-  r2 = data_var * sigma**2 / (alpha**2 * data_var + sigma**2)
-
-  def x0_hat(x):
-    score = score_fn(x, t)
-    chex.assert_equal_shape([score, x])
-    return parameterization.x0_from_score(x, score, alpha, sigma), score
-
-  x0, vjp_fn, score = jax.vjp(x0_hat, x, has_aux=True)
-  (pull,) = vjp_fn(jnp.where(known, y - x0, 0.0) / r2)
+  r2 = tweedie_variance(batch_broadcast(alpha, x), batch_broadcast(sigma, x), data_var)
+  score, x0, vjp = tweedie_vjp(sde, score_fn, x, t)
+  pull = vjp(jnp.where(known, y - x0, 0.0) / r2)
   return score, jnp.where(known, 0.0, pull)
 
 

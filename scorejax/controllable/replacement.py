@@ -1,5 +1,10 @@
 """Samplers that impose a known part of x_0 on their state: score_sde's inpainting loop.
 
+The loops themselves (`pc_with_constraint`, `few_step_with_constraint`) take any
+constraint `constrain(key, x, t) -> x` applied between steps; inpainting's is `impose`,
+the measurement-consistent merge of `scorejax.inverse` (Song, Shen, Xing & Ermon 2022)
+is another.
+
 At every time t of the reverse process, the known coordinates of the state are
 replaced by a fresh draw of the forward kernel at t given the data, alpha(t) y +
 sigma(t) z ([SDE] Song et al. 2021, App. I.2, "imputation"), and the sampler's
@@ -42,6 +47,8 @@ from scorejax.sde import batch_broadcast
 
 Array = jax.Array
 ScoreFn = Callable[[Array, Array], Array]
+# constrain(key, x, t) -> x: what a constrained sampler applies to its state before each step.
+Constrain = Callable[[Array, Array, Array], Array]
 
 # Few-step methods whose step depends only on the current state (no history).
 SINGLE_STEP_SAMPLERS = ("euler", "ddim", "heun", "dpm_solver_2", "dpm_solver_3")
@@ -64,55 +71,71 @@ def impose(key: Array, sde: sde_lib.SDE, x: Array, y: Array, known: Array, t: Ar
   return jnp.where(known, batch_broadcast(alpha, y) * y + batch_broadcast(sigma, y) * z, x)
 
 
-def pc_with_replacement(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, known: Array,
-                        *, predictor: str | None = "reverse_diffusion",
-                        corrector: str | None = "langevin", snr: float = 0.16,
-                        n_corrector_steps: int = 1, n_steps: int | None = None,
-                        eps: float = SAMPLING_EPS, denoise: bool = True) -> tuple[Array, int]:
-  """The PC sampler ([SDE] Alg. 1) with the known part imposed before every step.
+def pc_with_constraint(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int, ...],
+                       constrain: Constrain, *, dtype=jnp.float32,
+                       predictor: str | None = "reverse_diffusion",
+                       corrector: str | None = "langevin", snr: float = 0.16,
+                       n_corrector_steps: int = 1, n_steps: int | None = None,
+                       eps: float = SAMPLING_EPS, denoise: bool = True) -> tuple[Array, int]:
+  """The PC sampler ([SDE] Alg. 1) with `constrain(key, x, t)` applied before every
+  corrector and every predictor step, at the time t (B,) that step starts from.
 
-  Same grid, steps and nfe as `scorejax.sampling.pc_sample`. `known` is a boolean
-  array shaped like y. Returns (x, nfe); x's known part is not yet set to y.
+  Same grid, steps and nfe as `scorejax.sampling.pc_sample`. Inpainting's constraint
+  re-draws the known part (`impose`); the inverse-problem solvers merge a re-noised
+  measurement (`scorejax.inverse`). Returns (x, nfe), x the last predictor step's mean
+  with `denoise` (the constraint not applied after it).
   """
   check_eps(sde, eps)
   if not (_is_set(predictor) or _is_set(corrector)):
-    raise ValueError("inpainting needs a predictor or a corrector (both are None)")
+    raise ValueError("a constrained sampler needs a predictor or a corrector (both are None)")
   n = int(n_steps) if n_steps is not None else sde.N
   predictor_fn, corrector_fn = get_predictor(predictor), get_corrector(corrector)
-  batch = y.shape[0]
+  batch = shape[0]
 
   def step(carry, inputs):
     x, _ = carry
     t_i, k = inputs
     k_corr, k_pred, k_known1, k_known2 = jax.random.split(k, 4)
-    t = jnp.full((batch,), t_i, y.dtype)
-    x = impose(k_known1, sde, x, y, known, t)
+    t = jnp.full((batch,), t_i, dtype)
+    x = constrain(k_known1, x, t)
     if _is_set(corrector):
       x, _ = corrector_fn(k_corr, sde, score_fn, x, t, n, snr, n_corrector_steps)
-      x = impose(k_known2, sde, x, y, known, t)
+      x = constrain(k_known2, x, t)
     x, x_mean = predictor_fn(k_pred, sde, score_fn, x, t, n)
     return (x, x_mean), None
 
   key_init, key_steps = jax.random.split(key)
-  x_T = sde.prior_sampling(key_init, y.shape).astype(y.dtype)
+  x_T = sde.prior_sampling(key_init, shape).astype(dtype)
   inputs = (uniform_time_grid(sde.T, eps, n), jax.random.split(key_steps, n))
   (x, x_mean), _ = jax.lax.scan(step, (x_T, x_T), inputs)
   nfe = n * (int(_is_set(predictor)) + n_corrector_steps * int(_is_set(corrector)))
   return (x_mean if denoise else x), nfe
 
 
-def few_step_with_replacement(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, y: Array,
-                              known: Array, *, sampler: str, n_steps: int = 50,
-                              schedule: str | None = None, eps: float | None = None,
-                              denoise: bool = True, **options) -> tuple[Array, int]:
-  """A single-step few-step method, one grid step at a time, the known part imposed between.
+def pc_with_replacement(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, known: Array,
+                        **options) -> tuple[Array, int]:
+  """`pc_with_constraint` with the known part re-drawn (`impose`) before every step.
+
+  `known` is a boolean array shaped like y; `options` as `pc_with_constraint`'s. Returns
+  (x, nfe); x's known part is not yet set to y.
+  """
+  constrain = lambda k, x, t: impose(k, sde, x, y, known, t)
+  return pc_with_constraint(key, sde, score_fn, y.shape, constrain, dtype=y.dtype, **options)
+
+
+def few_step_with_constraint(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn,
+                             shape: tuple[int, ...], constrain: Constrain, *, sampler: str,
+                             dtype=jnp.float32, n_steps: int = 50, schedule: str | None = None,
+                             eps: float | None = None, denoise: bool = True,
+                             **options) -> tuple[Array, int]:
+  """A single-step few-step method, one grid step at a time, `constrain(key, x, t)` before each.
 
   `sampler` in `SINGLE_STEP_SAMPLERS`; schedule, eps and `options` (ddim's eta, heun's
   s_churn, ...) as `scorejax.sampling.few_step_sample`'s. With `denoise`, a final
   Tweedie step at eps (one more evaluation). Returns (x, nfe).
   """
   if sampler not in SINGLE_STEP_SAMPLERS:
-    raise ValueError(f"sampler={sampler!r} cannot impose a known part between its steps; "
+    raise ValueError(f"sampler={sampler!r} cannot impose a constraint between its steps; "
                      f"choose one of {list(SAMPLERS)}")
   spec = FEW_STEP_METHODS[sampler]
   schedule = spec.schedule if schedule is None else schedule
@@ -122,25 +145,33 @@ def few_step_with_replacement(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, y
   # Step i's own two-point grid (t_i, t_{i+1}): leaves (n_steps, 2), scanned over.
   pairs = jax.tree.map(lambda a: jnp.stack([a[:-1], a[1:]], axis=1), grid)
   model = Model(sde, score_fn)
-  batch = y.shape[0]
+  batch = shape[0]
   per_step = []
 
   def step(x, inputs):
     pair, k = inputs
     k_known, k_step = jax.random.split(k)
-    x = impose(k_known, sde, x, y, known, jnp.full((batch,), pair.t[0], y.dtype))
+    x = constrain(k_known, x, jnp.full((batch,), pair.t[0], dtype))
     x, nfe = spec.fn(k_step, model, pair, x, **options)
     per_step.append(nfe)  # a Python int, fixed by the method
     return x, None
 
   key_init, key_steps = jax.random.split(key)
-  x_T = sde.prior_sampling(key_init, y.shape).astype(y.dtype)
+  x_T = sde.prior_sampling(key_init, shape).astype(dtype)
   x, _ = jax.lax.scan(step, x_T, (pairs, jax.random.split(key_steps, n_steps)))
   nfe = n_steps * per_step[0]
   if denoise:
     x = tweedie_denoise(sde, score_fn, x, eps)
     nfe += 1
   return x, nfe
+
+
+def few_step_with_replacement(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, y: Array,
+                              known: Array, *, sampler: str, **options) -> tuple[Array, int]:
+  """`few_step_with_constraint` with the known part re-drawn (`impose`) before every step."""
+  constrain = lambda k, x, t: impose(k, sde, x, y, known, t)
+  return few_step_with_constraint(key, sde, score_fn, y.shape, constrain, sampler=sampler,
+                                  dtype=y.dtype, **options)
 
 
 def sample_with_replacement(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, y: Array,

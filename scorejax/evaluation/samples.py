@@ -19,12 +19,19 @@ import os
 
 import jax
 
+from scorejax.evaluation import inverse
 from scorejax.report import figures
 from scorejax.training import parallel, setup
 from scorejax.training.setup import Components, SampleSettings
 from scorejax.training.state import TrainState
 
 SAMPLE_MODE_DIR = os.path.join("samples", "sample_mode")
+# config.sampling.task -> the writer of `--mode=sample` (the default 'unconditional': the grid
+# below; 'inpaint', 'colorize', 'class', 'interpolate': scorejax.evaluation.tasks).
+TASKS = {
+    # workdir/samples/sample_mode/inverse_<operator>_step_XXXXXXXX.{png,json} (docs/inverse.md)
+    "inverse": inverse.reconstruct_from_workdir,
+}
 
 
 def sampler_name(sampling) -> str:
@@ -46,8 +53,14 @@ def sample_path(workdir: str, step: int, sampling) -> str:
 def sample_from_workdir(config, workdir: str) -> str:
   """Restores the newest checkpoint and writes a grid of EMA samples; returns its path.
 
-  The config edge of `--mode=sample`: `write_samples` takes what is read here.
+  The config edge of `--mode=sample`: `write_samples` takes what is read here. Another
+  `config.sampling.task` (if the config has one) runs its own writer from `TASKS`.
   """
+  task = str(config.sampling.get("task", "unconditional"))
+  if task not in ("unconditional", "sample"):
+    if task not in TASKS:
+      raise ValueError(f"config.sampling.task={task!r} is not one of {['unconditional', *TASKS]}")
+    return TASKS[task](config, workdir)
   parallel.maybe_initialize_distributed()
   c = setup.build_components(config)
   s = SampleSettings.from_config(config)

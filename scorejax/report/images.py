@@ -88,3 +88,40 @@ def save_score_field_2d(score_fns: dict[str, Callable[[np.ndarray], np.ndarray]]
   fig.savefig(path)
   plt.close(fig)
   return path
+
+
+def save_reconstruction_strip(columns: dict[str, np.ndarray], captions: dict[str, Sequence[str]],
+                              path: str, *, headers: dict[str, str] | None = None,
+                              title: str = "") -> str:
+  """A table of images: one column per entry of `columns` (name -> (B, H, W, C) in [0, 1],
+  e.g. truth, classical reconstruction, each solver), one row per example, each image
+  captioned by `captions[name][b]` (e.g. its PSNR / SSIM) and each column headed by
+  `headers[name]` (default: the name)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = list(columns)
+  rows = int(np.asarray(columns[names[0]]).shape[0])
+  fig, axes = plt.subplots(rows, len(names), figsize=(1.9 * len(names), 1.75 * rows + 0.6),
+                           dpi=100, squeeze=False)
+  for j, name in enumerate(names):
+    images = np.clip(np.asarray(columns[name], np.float32), 0.0, 1.0)
+    for i in range(rows):
+      ax = axes[i, j]
+      image = images[i]
+      ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0.0,
+                vmax=1.0, interpolation="nearest")
+      ax.set_xticks([])
+      ax.set_yticks([])
+      caption = captions.get(name)
+      if caption is not None:
+        ax.set_xlabel(caption[i], fontsize=7)
+      if i == 0:
+        ax.set_title((headers or {}).get(name, name), fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path)
+  plt.close(fig)
+  return path

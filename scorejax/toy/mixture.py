@@ -8,7 +8,9 @@ mixture,
 
 so its score grad_x log p_t(x) = sum_k r_k(x) (alpha mu_k - x) / (alpha^2 v_k + std^2)
 with responsibilities r_k(x) (Bishop 2006, Eq. 9.13) is exact. Samplers, the
-likelihood and the losses are tested against these closed forms.
+likelihood and the losses are tested against these closed forms. Conditioned on
+linear measurements y = A x + noise (`linear_log_posterior`, `sample_given_linear`)
+it is again a mixture in closed form: the oracle of the inverse-problem solvers.
 
 Note on VE: like the reference implementation, `VESDE.marginal_prob` uses std =
 sigma(t), i.e. it treats the data as already perturbed by N(0, sigma_min^2) at
@@ -126,6 +128,59 @@ class GaussianMixture:
     labels = jax.random.categorical(k_comp, self.known_log_posterior(y, known), axis=-1)
     z = jax.random.normal(k_noise, y.shape)
     return jnp.where(known, y, self.means[labels] + jnp.sqrt(self.variances[labels]) * z)
+
+  # --- conditioning on linear measurements y = A x + noise ---------------------------------
+  def _linear_parts(self, matrix: Array, noise_std: float | Array):
+    """Per component: (A mu_k (K, M), Cholesky of S_k = A V_k A^T + s^2 I (K, M, M),
+    gain G_k = V_k A^T S_k^{-1} (K, D, M))."""
+    a = jnp.asarray(matrix, self.means.dtype)
+    chex.assert_shape(a, (None, self.dim))
+    m = a.shape[0]
+    mean_y = self.means @ a.T
+    av = a[None] * self.variances[:, None, :]  # A V_k: (K, M, D)
+    cov_y = jnp.einsum("kmd,nd->kmn", av, a) + jnp.square(noise_std) * jnp.eye(m, dtype=a.dtype)[None]
+    chol = jnp.linalg.cholesky(cov_y)
+    # G_k^T = S_k^{-1} A V_k (S_k symmetric): two triangular solves per component.
+    solve = jax.vmap(lambda l, b: jax.scipy.linalg.cho_solve((l, True), b))
+    gain = jnp.swapaxes(solve(chol, av), 1, 2)
+    return mean_y, chol, gain
+
+  def linear_log_posterior(self, y: Array, matrix: Array, noise_std: float | Array) -> Array:
+    """(B, K) log p(k | y) for measurements y (B, M) = A x + noise_std n of x ~ self.
+
+    Per component the measurement is Gaussian (Bishop 2006, Eq. 2.115, the marginal of a
+    linear-Gaussian model): y | k ~ N(A mu_k, A V_k A^T + noise_std^2 I), so the posterior
+    weights are p(k | y) ∝ w_k N(y; A mu_k, A V_k A^T + noise_std^2 I).
+    """
+    chex.assert_rank(y, 2)
+    mean_y, chol, _ = self._linear_parts(matrix, noise_std)
+
+    def log_normal(r, l):  # log N(r; 0, L L^T)
+      z = jax.scipy.linalg.solve_triangular(l, r, lower=True)
+      return -0.5 * (jnp.sum(z**2) + 2 * jnp.sum(jnp.log(jnp.diagonal(l)))
+                     + r.shape[0] * math.log(2 * math.pi))
+
+    per = jax.vmap(lambda yi: jax.vmap(log_normal)(yi[None] - mean_y, chol))(y)  # (B, K)
+    return jax.nn.log_softmax(jnp.log(self.weights)[None] + per, axis=-1)
+
+  def sample_given_linear(self, key: Array, y: Array, matrix: Array,
+                          noise_std: float | Array) -> Array:
+    """Exact draws (B, D) of p(x | y) for y (B, M) = A x + noise_std n.
+
+    The component k from `linear_log_posterior`; given k, x | y is Gaussian (Bishop 2006,
+    Eq. 2.116) and is drawn by conditioning a joint draw (Matheron's rule, e.g. Wilson et
+    al. 2020, Eq. 4): x' ~ N(mu_k, V_k), y' = A x' + noise_std n, x = x' + G_k (y - y') with
+    the gain G_k = V_k A^T (A V_k A^T + noise_std^2 I)^{-1}.
+    """
+    chex.assert_rank(y, 2)
+    a = jnp.asarray(matrix, self.means.dtype)
+    k_comp, k_x, k_n = jax.random.split(key, 3)
+    labels = jax.random.categorical(k_comp, self.linear_log_posterior(y, a, noise_std), axis=-1)
+    _, _, gain = self._linear_parts(a, noise_std)
+    x_prior = self.means[labels] + jnp.sqrt(self.variances[labels]) * jax.random.normal(
+        k_x, (y.shape[0], self.dim), self.means.dtype)
+    y_prior = x_prior @ a.T + noise_std * jax.random.normal(k_n, y.shape, self.means.dtype)
+    return x_prior + jnp.einsum("bdm,bm->bd", gain[labels], y - y_prior)
 
   def affine(self, alpha: Array, std: Array) -> "GaussianMixture":
     """Law of alpha x + std z for x ~ self, z ~ N(0, I)."""
