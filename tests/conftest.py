@@ -19,3 +19,36 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), f"scorejax-test-xla-cache-{os.getuid()}"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_NUMPY_RANK_PROMOTION", "raise")
+
+
+# Tests whose checks are also made, more cheaply, by a fast test of the same module and
+# mode: the full suite runs them, the fast tier (`-m "not slow"`, <= 3 min on 2 cores)
+# does not. Listed here by node id so that the budget is set in one place.
+SLOW_IN_FULL_SUITE_ONLY = {
+    "test_compilation.py::test_each_jitted_function_of_a_run_compiles_once",
+    "test_evaluation.py::test_eval_resumes_at_the_first_missing_round",
+    "test_likelihood.py::test_hutchinson_is_unbiased[vp-32d-hutchinson_gaussian]",
+    "test_likelihood.py::test_jit_and_vmap_over_keys",
+    "test_likelihood.py::test_bits_per_dim_offset_matches_scaling",
+    "test_likelihood.py::test_exact_score_matches_closed_form[ve-2d]",
+    "test_likelihood.py::test_exact_score_matches_closed_form[cosine-2d]",
+    "test_likelihood.py::test_exact_score_matches_closed_form[subvp-2d]",
+    "test_likelihood.py::test_every_time_variable_matches_closed_form[ve-angle]",
+    "test_likelihood.py::test_failed_solve_gives_nan",
+    "test_faults_inputs.py::test_non_finite_example_leaves_the_rest_of_its_batch_intact[inf]",
+    "test_faults_cli.py::test_eval_batch_size_not_divisible_by_the_devices_fails_up_front",
+    "test_sampling.py::test_ode_time_variables_solve_the_same_ode[ve]",
+    "test_sampling.py::test_samplers_jit_and_vmap_over_keys",
+    "test_sampling.py::test_ode_nfe_counts_every_score_evaluation[heun]",
+    "test_controllable.py::test_encode_decode_round_trip_and_latents_follow_the_prior[vp]",
+    "test_ncsnv2.py::test_larger_ncsnv2_shapes[ncsnv2_256-256]",
+    "test_few_step.py::test_convergence_order[vp-log_snr-dpm_solver++_3m]",
+    "test_main.py::test_config_trains_two_steps[toy_2d]",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+  import pytest
+  for item in items:
+    if item.nodeid.split("/")[-1] in SLOW_IN_FULL_SUITE_ONLY:
+      item.add_marker(pytest.mark.slow)
