@@ -50,8 +50,11 @@ def test_each_jitted_function_of_a_run_compiles_once(tmp_path):
   in the same process compiles nothing more than the first did (JAX's in-memory cache
   may spare it some), so nothing is compiled per step or per snapshot."""
   short, long = _programs(tmp_path, 2), _programs(tmp_path, 6)
+  # (A function jitted from the same Python function object, like _copy_state, may come
+  # from JAX's in-memory cache of an earlier test in this process: at most once, then.)
   for name in RUN_FUNCTIONS:
-    assert short[f"jit({name})"] == 1 and long[f"jit({name})"] <= 1, (name, short, long)
+    assert short[f"jit({name})"] <= 1 and long[f"jit({name})"] <= 1, (name, short, long)
+  assert short["jit(train_step)"] == 1, short
   assert sum(long.values()) <= sum(short.values()), (short, long)
 
 

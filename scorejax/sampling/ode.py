@@ -95,7 +95,9 @@ def ode_trajectory(sde: sde_lib.SDE, score_fn: Callable[[Array, Array], Array], 
   dense steps, not a fixed grid: the adaptive solve is the same as
   `solve_reverse_ode`'s); frame 0 is x_T and the last frame its output.
   """
-  _check_ode_arguments(sde, score_fn, x_T.shape, x_T.dtype, eps, solver, "ode_trajectory")
+  # Frames evenly spaced in t: the path is solved in t ("t" of `ode_time`).
+  _check_ode_arguments(sde, score_fn, x_T.shape, x_T.dtype, eps, solver, "t", SIGMA_DATA,
+                       "ode_trajectory")
   rsde = sde.reverse(score_fn, probability_flow=True)
   batch = x_T.shape[0]
 
