@@ -164,17 +164,11 @@ def main(argv) -> None:
 
 
 def _run_mode(mode: str, config, workdir: str | None) -> None:
-  if mode == "train":
+  trainers = {"train": training_loop.train_and_evaluate,
+              "train_classifier": training_classifier.train_classifier}
+  if mode in trainers:
     try:
-      training_loop.train_and_evaluate(config, workdir,
-                                       allow_config_change=_ALLOW_CONFIG_CHANGE.value)
-    except training_loop.Preempted as e:
-      sys.stderr.write(f"{e} (exit code {training_loop.PREEMPTED_EXIT_CODE})\n")
-      sys.exit(training_loop.PREEMPTED_EXIT_CODE)
-  elif mode == "train_classifier":
-    try:
-      training_classifier.train_classifier(config, workdir,
-                                           allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+      trainers[mode](config, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
     except training_loop.Preempted as e:
       sys.stderr.write(f"{e} (exit code {training_loop.PREEMPTED_EXIT_CODE})\n")
       sys.exit(training_loop.PREEMPTED_EXIT_CODE)
