@@ -15,32 +15,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from _timing import compile_and_time  # noqa: E402
 from scorejax import models  # noqa: E402
 
 LABELS = {"vesde": (0.05, 20.0), "vpsde": (10.0, 900.0), "subvpsde": (10.0, 900.0)}
-
-
-def _timed(fn, *args, reps: int) -> tuple[float, float]:
-  """(compile seconds, median seconds per call over `reps` calls) of a jitted fn."""
-  start = time.perf_counter()
-  compiled = fn.lower(*args).compile()
-  compile_s = time.perf_counter() - start
-  jax.block_until_ready(compiled(*args))  # warm-up
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - start)
-  return compile_s, statistics.median(times)
 
 
 def bench(name: str, batch: int, reps: int, smoke: bool) -> None:
@@ -61,8 +46,8 @@ def bench(name: str, batch: int, reps: int, smoke: bool) -> None:
     return jnp.mean(out ** 2)
 
   backward = jax.jit(jax.value_and_grad(loss))
-  fwd_compile, fwd = _timed(forward, params, x, labels, reps=reps)
-  bwd_compile, bwd = _timed(backward, params, x, labels, key, reps=reps)
+  fwd_compile, fwd = compile_and_time(forward, params, x, labels, reps=reps)
+  bwd_compile, bwd = compile_and_time(backward, params, x, labels, key, reps=reps)
   print(f"{name}{':smoke' if smoke else ''}  params={n_params:,}  batch={batch}  "
         f"{size}x{size}  backend={jax.default_backend()}")
   print(f"  forward          : {1e3 * fwd / batch:9.2f} ms/example   compile {fwd_compile:6.1f} s")

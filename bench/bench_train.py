@@ -31,7 +31,6 @@ import argparse
 import importlib
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -42,19 +41,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from _timing import median_seconds  # noqa: E402
 from scorejax import training  # noqa: E402
 from scorejax.sampling import few_step_sample  # noqa: E402
 from scorejax.training import setup  # noqa: E402
-
-
-def _median_seconds(fn, *args, reps: int) -> float:
-  jax.block_until_ready(fn(*args))  # warm-up
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -107,7 +97,7 @@ def bench_config(name: str, arg: str, batch: int | None, reps: int, loop_steps: 
   key = jax.random.key(2)
   cold, warm, compiled = _compile_cold_and_warm(step, state, x, key)
   flops = _flops(compiled)
-  step_s = _median_seconds(lambda s: compiled(s, x, key)[1], state, reps=reps)
+  step_s = median_seconds(lambda s: compiled(s, x, key)[1], state, reps=reps)
   row = dict(config=f"{name}{':' + arg if arg else ''}", params_m=n_params / 1e6, batch=b,
              peak_gflops=peak, compile_cold_s=cold, compile_warm_s=warm, step_s=step_s,
              step_gflop=flops / 1e9, gflops=flops / 1e9 / step_s,
@@ -137,11 +127,11 @@ def bench_config(name: str, arg: str, batch: int | None, reps: int, loop_steps: 
     shape = (b,) + c.data_shape
     t_mid = jnp.full((b,), 0.5)
     forward = jax.jit(lambda st, y: training.ema_score_fn(c, st)(y, t_mid))
-    forward_s = _median_seconds(forward, state, x, reps=reps)
+    forward_s = median_seconds(forward, state, x, reps=reps)
     sample = jax.jit(lambda st, k: few_step_sample(
         k, c.sde, training.ema_score_fn(c, st), shape, method="euler", n_steps=sampler_steps))
     nfe = int(sample(state, key)[1])
-    sample_s = _median_seconds(lambda st: sample(st, key)[0], state, reps=max(1, reps // 2))
+    sample_s = median_seconds(lambda st: sample(st, key)[0], state, reps=max(1, reps // 2))
     row.update(sampler_nfe=nfe, per_nfe_s=sample_s / nfe, forward_s=forward_s,
                sampler_outside_network=1 - forward_s * nfe / sample_s)
   return row

@@ -186,6 +186,7 @@ def controllable_sampling(sampling: ml_collections.ConfigDict) -> None:
   sampling.class_labels = optional()    # class: a list, e.g. [3, 3, 7] (None: each class in turn)
   sampling.samples_per_class = 8        # class, class_labels None: a row per class
   sampling.guidance = "classifier"      # class: 'classifier' | 'classifier_free' | 'none'
-  sampling.guidance_scale = 1.0         # classifier: scale of grad log p_t(y|x); free: w
+  sampling.guidance_scale = 1.0         # classifier: scale of grad log p_t(y|x); free: w;
+                                        #   inpaint/colorize 'guided'/'smc': reconstruction guidance's
   sampling.classifier_workdir = config_dict.placeholder(str)  # None: <workdir>/classifier
   sampling.interpolation_steps = 8      # interpolate: images from one end to the other

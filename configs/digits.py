@@ -56,6 +56,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   training.n_iters = 2000
   training.snapshot_freq = 1000       # grids at steps 1000 and 2000
   training.snapshot_freq_for_preemption = 250
+  training.n_jitted_steps = 5          # steps per dispatch (checkpoints and evals end a chunk)
   training.snapshot_sampling = True
   training.snapshot_sample_count = 64
   training.log_freq = 50

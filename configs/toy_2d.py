@@ -32,6 +32,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   training.n_iters = 4000
   training.snapshot_freq = 1000
   training.snapshot_freq_for_preemption = 500
+  training.n_jitted_steps = 5          # steps per dispatch (checkpoints and evals end a chunk)
   training.snapshot_sampling = True
   training.snapshot_sample_count = 2048
   training.log_freq = 100

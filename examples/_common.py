@@ -10,10 +10,14 @@ import time
 DEFAULT_OUT = os.path.join("runs", "experiments")
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, *, workdir: str | None = None) -> argparse.ArgumentParser:
+  """--out, and --workdir (default runs/experiments/<workdir>) for scripts that train."""
   p = argparse.ArgumentParser(description=description)
   p.add_argument("--out", default=DEFAULT_OUT,
                  help=f"directory for the PNGs (default {DEFAULT_OUT}; the docs use docs/images)")
+  if workdir is not None:
+    p.add_argument("--workdir", default=os.path.join(DEFAULT_OUT, workdir),
+                   help="training run directory (reused when rerun)")
   return p
 
 

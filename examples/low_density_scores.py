@@ -125,9 +125,7 @@ def plot(result: dict, out: str) -> str:
 
 
 def main(argv=None) -> dict:
-  p = _common.parser(__doc__.splitlines()[0])
-  p.add_argument("--workdir", default=os.path.join("runs", "experiments", "low_density_toy"),
-                 help="training run directory (reused when rerun)")
+  p = _common.parser(__doc__.splitlines()[0], workdir="low_density_toy")
   args = p.parse_args(argv)
   with _common.Timer("low_density_scores"):
     c, state = train(config(), args.workdir)

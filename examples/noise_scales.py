@@ -166,9 +166,7 @@ def plot(results: dict, out: str) -> str:
 
 
 def main(argv=None) -> dict:
-  p = _common.parser(__doc__.splitlines()[0])
-  p.add_argument("--workdir", default=os.path.join("runs", "experiments", "noise_scales"),
-                 help="training runs (reused when rerun)")
+  p = _common.parser(__doc__.splitlines()[0], workdir="noise_scales")
   args = p.parse_args(argv)
   with _common.Timer("noise_scales"):
     print(f"technique 1: sigma_1 = max distance = {max_pairwise_distance():.2f}; technique 2: "

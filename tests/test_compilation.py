@@ -23,7 +23,7 @@ from scorejax.training import train_and_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 # The jitted functions of a training run with evaluation and snapshot grids.
-RUN_FUNCTIONS = ("init_state", "train_step", "eval_step", "_copy_state", "snapshot_sample")
+RUN_FUNCTIONS = ("init_state", "train_steps", "eval_step", "_copy_state", "snapshot_sample")
 
 
 def _toy_config(n_iters: int):
@@ -54,7 +54,7 @@ def test_each_jitted_function_of_a_run_compiles_once(tmp_path):
   # from JAX's in-memory cache of an earlier test in this process: at most once, then.)
   for name in RUN_FUNCTIONS:
     assert short[f"jit({name})"] <= 1 and long[f"jit({name})"] <= 1, (name, short, long)
-  assert short["jit(train_step)"] == 1, short
+  assert short["jit(train_steps)"] == 1, short
   assert sum(long.values()) <= sum(short.values()), (short, long)
 
 

@@ -39,6 +39,10 @@ ADDED = {
     "sampling.n_steps": 20,       # steps of a few-step sampling.method
     "sampling.schedule": "default",  # its time grid ('default': the method's own)
 }
+# New fields whose value is a config's own choice, checked only to be a positive int.
+ADDED_POSITIVE_INT = (
+    "training.n_jitted_steps",    # training steps per dispatch (score_sde's field, issue 13)
+)
 # New fields a config may declare (read with defaults where it does not): the task of
 # `--mode=sample` and its inverse-problem settings (docs/inverse.md).
 OPTIONAL_PREFIXES = ("sampling.task", "sampling.inverse.")
@@ -102,6 +106,11 @@ def test_resolved_config_matches_snapshot(entry):
     elif (type(actual[field]), actual[field]) != (type(value), value):
       problems.append(f"{field}: {_show(actual[field])}, should be {_show(value)}")
     actual.pop(field, None)
+  for field in ADDED_POSITIVE_INT:
+    if field in actual and field not in expected:
+      value = actual.pop(field)
+      if type(value) is not int or value < 1:
+        problems.append(f"{field}: {_show(value)}, should be a positive int")
   if "model.num_classes" in actual:
     for field, value in ADDED_CONTROLLABLE.items():
       if actual.get(field, "<absent>") != value:

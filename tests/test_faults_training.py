@@ -203,6 +203,31 @@ def test_divergence_after_good_checkpoints_names_the_last_good_one(tmp_path, tra
   assert_all_checkpoints_good(workdir)
 
 
+def test_steps_per_dispatch_change_nothing_but_the_dispatches(tmp_path, trained):
+  """training.n_jitted_steps = 7 (chunks of 7 and 3 up to each checkpoint every 10 steps)
+  saves the same checkpoints, logs the same steps and trains to the state of the 5-step
+  default (one compiled program each; XLA may fuse a loop's body differently, hence the
+  float32 tolerance)."""
+  workdir = tmp_path / "run7"
+  state = train_and_evaluate(toy_config(**{"training.n_jitted_steps": 7}), str(workdir))
+  assert saved_steps(workdir) == saved_steps(trained) == [20, 40, 60]
+  assert int(state.step) == 60
+  reference = restore(trained, 60)
+  for a, b in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(reference["params"])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+  def logged(run):
+    with open(run / "metrics.jsonl") as f:
+      return [(r["step"], sorted(r)) for r in map(json.loads, f) if "loss" in r]
+  assert logged(workdir) == logged(trained)
+  assert [s for s, _ in logged(workdir)] == [10, 20, 30, 40, 50, 60]
+
+
+def test_n_jitted_steps_must_be_positive(tmp_path):
+  with pytest.raises(ConfigError, match="training.n_jitted_steps"):
+    train_and_evaluate(toy_config(**{"training.n_jitted_steps": 0}), str(tmp_path / "run"))
+
+
 def test_guard_rules():
   guard = DivergenceGuard(growth_limit=1e6, min_history=3)
   for loss in (5.0, 4.0, 6.0, 3.0):

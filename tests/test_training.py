@@ -59,10 +59,15 @@ def test_train_step_updates_and_folds_step_into_key():
   np.testing.assert_allclose(s1.ema_params["w"], 0.1 * s1.params["w"], rtol=1e-6)
   # Same key, same step -> same result: the step is a pure function.
   np.testing.assert_array_equal(step(state, batch, key)[0].params["w"], s1.params["w"])
-  # Scanning steps equals calling them one by one.
+  # Several steps in one call equal calling them one by one; n_active stops early.
   multi = jax.jit(make_multi_step(make_train_step(_quadratic_loss, tx, ema_rate=0.9)))
-  sm, _ = multi(state, jnp.stack([batch, batch]), key)
+  batches = jnp.stack([batch, batch, batch])
+  sm, metrics = multi(state, batches, 2, key)
+  assert int(sm.step) == 2
   np.testing.assert_allclose(sm.params["w"], s2.params["w"], rtol=1e-6)
+  np.testing.assert_allclose(metrics["loss"], [float(m1["loss"]), float(m2["loss"]), 0.0], rtol=1e-6)
+  s_one, _ = multi(state, batches, 1, key)
+  np.testing.assert_allclose(s_one.params["w"], s1.params["w"], rtol=1e-6)
 
 
 _DATA_PARALLEL_SCRIPT = textwrap.dedent("""

@@ -17,7 +17,7 @@ Guided scores are plain `score_fn(x, t)`: every sampler of `scorejax.sampling` t
 from scorejax.controllable.colorize import colorize
 from scorejax.controllable.flow_encoder import decode, encode, interpolate
 from scorejax.controllable.guidance import classifier_free_guided_score, classifier_guided_score
-from scorejax.controllable.inpaint import INPAINT_METHODS, inpaint
+from scorejax.controllable.inpaint import DEFAULT_INPAINT_METHOD, INPAINT_METHODS, inpaint
 
-__all__ = ["inpaint", "INPAINT_METHODS", "colorize", "classifier_guided_score",
+__all__ = ["inpaint", "INPAINT_METHODS", "DEFAULT_INPAINT_METHOD", "colorize", "classifier_guided_score",
            "classifier_free_guided_score", "encode", "decode", "interpolate"]

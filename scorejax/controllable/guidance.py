@@ -111,6 +111,26 @@ def tweedie_variance(alpha: Array, sigma: Array, data_var: float | Array = 1.0) 
   return data_var * sigma**2 / (alpha**2 * data_var + sigma**2)
 
 
+def step_floored_variance(sde: sde_lib.SDE, x: Array, t: Array, data_var: float | Array = 1.0,
+                          n_steps: int | None = None) -> Array:
+  """r_t^2 (B,) of `tweedie_variance`, floored at G^2 / alpha^2 for an `n_steps` grid.
+
+  Near t = 0 reconstruction guidance is stiff: in a coordinate the guidance sees exactly,
+  one reverse-diffusion step moves x0_hat by G^2 / (alpha^2 r_t^2) times its residual,
+  G^2 = g^2 dt the step's noise variance (`sde.discretize` on the uniform n-step grid).
+  That factor exceeds 1 (overshoot) and then 2 (divergence) once a step is longer than t
+  itself (for VP, G^2 / (alpha^2 r_t^2) ~ dt / t). Flooring r_t^2 at G^2 / alpha^2, the
+  variance of x_0 that the step's own fresh noise leaves, keeps every step at most a full
+  correction; it changes only the last few steps. n_steps None: no floor.
+  """
+  alpha, sigma = sde.marginal_coeffs(t)
+  r2 = tweedie_variance(alpha, sigma, data_var)
+  if n_steps is not None:
+    _, g = sde.discretize(x, t, int(n_steps))
+    r2 = jnp.maximum(r2, jnp.square(g) / jnp.square(alpha))
+  return r2
+
+
 def tweedie_vjp(sde: sde_lib.SDE, score_fn: ScoreFn, x: Array,
                 t: Array) -> tuple[Array, Array, Callable[[Array], Array]]:
   """(score, x0_hat, vjp): s(x, t), Tweedie's x0_hat = (x + sigma^2 s) / alpha and
@@ -132,7 +152,8 @@ def tweedie_vjp(sde: sde_lib.SDE, score_fn: ScoreFn, x: Array,
 
 
 def reconstruction_guidance(sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, known: Array,
-                            x: Array, t: Array, *, data_var: float = 1.0) -> tuple[Array, Array]:
+                            x: Array, t: Array, *, data_var: float = 1.0,
+                            n_steps: int | None = None) -> tuple[Array, Array]:
   """(score, guidance): s(x, t) and the inpainting term grad log p_t(y | x) on the unknown part.
 
   By Bayes, grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x). With
@@ -147,27 +168,31 @@ def reconstruction_guidance(sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, known
   guidance is the same gradient with a hand-set weight). r_t^2 is the posterior
   variance under a N(0, data_var I) prior, data_var sigma^2 / (alpha^2 data_var + sigma^2)
   (Pi-GDM's choice for data_var = 1), exact for Gaussian data of that variance and
-  -> sigma^2 / alpha^2 as t -> 0. The term is returned only where x is unknown (zero where known,
-  the part a sampler imposes itself).
+  -> sigma^2 / alpha^2 as t -> 0; with `n_steps` (the sampler's uniform grid) it is floored
+  where a step is too long for the stiff term (`step_floored_variance`). The term is
+  returned only where x is unknown (zero where known, the part a sampler imposes itself).
 
   Costs one `score_fn` evaluation and one vector-Jacobian product through it.
   """
-  alpha, sigma = sde.marginal_coeffs(t)
-  r2 = tweedie_variance(batch_broadcast(alpha, x), batch_broadcast(sigma, x), data_var)
+  r2 = batch_broadcast(step_floored_variance(sde, x, t, data_var, n_steps), x)
   score, x0, vjp = tweedie_vjp(sde, score_fn, x, t)
   pull = vjp(jnp.where(known, y - x0, 0.0) / r2)
   return score, jnp.where(known, 0.0, pull)
 
 
 def reconstruction_guided_score(sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, known: Array,
-                                *, scale: float = 1.0, data_var: float = 1.0) -> ScoreFn:
+                                *, scale: float = 1.0, data_var: float = 1.0,
+                                n_steps: int | None = None) -> ScoreFn:
   """s(x, t) + scale grad log p_t(y | x): the inpainting score of `reconstruction_guidance`.
 
   y: the data (B, ...), known: boolean, broadcastable to y, True where y is known.
   scale = 1 uses the Gaussian approximation as it stands; larger values strengthen it.
+  n_steps: the uniform grid of the sampler it runs in, which floors r_t^2
+  (`step_floored_variance`); None for no floor.
   """
   def guided(x: Array, t: Array) -> Array:
-    score, guidance = reconstruction_guidance(sde, score_fn, y, known, x, t, data_var=data_var)
+    score, guidance = reconstruction_guidance(sde, score_fn, y, known, x, t, data_var=data_var,
+                                              n_steps=n_steps)
     return score + scale * guidance
 
   return guided

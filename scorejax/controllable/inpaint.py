@@ -71,7 +71,14 @@ def _replace(key, sde, score_fn, y, known, **options):
 
 def _guided(key, sde, score_fn, y, known, *, scale: float = 1.0, data_var: float = 1.0,
             **options):
-  guided = reconstruction_guided_score(sde, score_fn, y, known, scale=scale, data_var=data_var)
+  # The PC grid is uniform in t: its last steps are long next to t, and r_t^2 is floored
+  # for them (`guidance.step_floored_variance`). The few-step grids shrink their steps
+  # with t and need no floor.
+  n_steps = None
+  if options.get("sampler", "pc") == "pc":
+    n_steps = sde.N if options.get("n_steps") is None else int(options["n_steps"])
+  guided = reconstruction_guided_score(sde, score_fn, y, known, scale=scale, data_var=data_var,
+                                       n_steps=n_steps)
   return sample_with_replacement(key, sde, guided, y, known, **options)
 
 

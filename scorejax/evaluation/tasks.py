@@ -135,17 +135,24 @@ class TaskSettings:
 
 # ----------------------------------------------------------------------------- the tasks
 
-def _sampler_options(sampling, sde, method: str | None) -> dict[str, Any]:
-  """`inpaint`'s sampler keywords from `config.sampling` (PC or a single-step few-step method)."""
+# Inpainting methods that steer by reconstruction guidance take `sampling.guidance_scale`.
+_GUIDED_INPAINT_METHODS = ("guided", "smc")
+
+
+def _sampler_options(sampling, sde, method: str | None, scale: float) -> dict[str, Any]:
+  """`inpaint`'s keywords from `config.sampling`: its sampler's (PC or a single-step
+  few-step method) and, for a guided method, the guidance scale."""
   eps, denoise = float(sampling.eps), bool(sampling.noise_removal)
+  method = controllable.DEFAULT_INPAINT_METHOD if method is None else method
+  guided = dict(scale=scale) if method in _GUIDED_INPAINT_METHODS else {}
   if method == "smc":
-    return dict(eps=eps, denoise=denoise)
+    return dict(eps=eps, denoise=denoise, **guided)
   name = str(sampling.method).lower()
   if name == "pc":
     return dict(sampler="pc", predictor=_none(sampling.predictor), corrector=_none(sampling.corrector),
                 snr=float(sampling.snr), n_corrector_steps=int(sampling.n_steps_each), eps=eps,
-                denoise=denoise)
-  return dict(sampler=name, n_steps=int(sampling.n_steps), eps=eps, denoise=denoise)
+                denoise=denoise, **guided)
+  return dict(sampler=name, n_steps=int(sampling.n_steps), eps=eps, denoise=denoise, **guided)
 
 
 def _none(name) -> str | None:
@@ -205,7 +212,7 @@ def run_task(c: Components, state: TrainState, ts: TaskSettings, sampling, key: 
   if ts.task == "inpaint":
     k_mask, k_fill = jax.random.split(key)
     mask = make_mask(ts.mask, truth.shape, fraction=ts.mask_fraction, key=k_mask)
-    options = _sampler_options(sampling, sde, ts.inpaint_method)
+    options = _sampler_options(sampling, sde, ts.inpaint_method, ts.guidance_scale)
     run = jax.jit(lambda st, y, m, k: c.inverse_scaler(controllable.inpaint(
         k, sde, setup.ema_score_fn(c, st), c.scaler(y), m, method=ts.inpaint_method,
         **options)[0]))
@@ -218,7 +225,7 @@ def run_task(c: Components, state: TrainState, ts: TaskSettings, sampling, key: 
       raise ValueError(f"sampling.task='colorize' needs colour images (3 channels); "
                        f"{ev.dataset} has {truth.shape[-1]}")
     gray = truth.mean(-1, keepdims=True)
-    options = _sampler_options(sampling, sde, ts.inpaint_method)
+    options = _sampler_options(sampling, sde, ts.inpaint_method, ts.guidance_scale)
     run = jax.jit(lambda st, g, k: c.inverse_scaler(controllable.colorize(
         k, sde, setup.ema_score_fn(c, st), c.scaler(g), method=ts.inpaint_method,
         **options)[0]))

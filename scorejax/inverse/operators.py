@@ -18,8 +18,8 @@ The solvers need no more: the measurement-consistent merge of Song, Shen, Xing &
 is x + lam A^+ (y_t - A x), and the Gaussian likelihood of a Tweedie estimate pulls back
 A^T (r^2 A A^T + sigma_y^2 I)^{-1} (y - A x0_hat) = A.pinv(., sigma_y^2 / r^2) / r^2.
 
-Operators are pytrees (arrays as leaves, static settings as auxiliary data), so they pass
-through `jax.jit` as arguments or as constants.
+Operators are pytrees (`PytreeOperator`: arrays as leaves, static settings as auxiliary
+data), so they pass through `jax.jit` as arguments or as constants.
 
 PixelMask          x * mask: inpainting's selection (A A^T = mask, a projection).
 SubsampledFourier  the orthonormal 2-D FFT of (B, H, W, 1) real images kept where a k-space
@@ -50,6 +50,33 @@ class LinearOperator(Protocol):
   def adjoint(self, y: Array) -> Array: ...
   def pinv(self, y: Array, reg: float | Array = 0.0) -> Array: ...
   def noise(self, key: Array, y: Array) -> Array: ...
+
+
+class PytreeOperator:
+  """Base of the operators: each subclass is a pytree whose `_leaves` attributes are arrays
+  (traced under jit) and whose `_static` attributes are hashable settings (auxiliary data).
+
+  Subclasses name their attributes and are registered here, once, when they are defined;
+  unflattening sets the attributes directly (no `__init__`: derived arrays such as an SVD
+  are not recomputed, and jax's placeholder leaves pass unchecked).
+  """
+  _leaves: tuple[str, ...] = ()
+  _static: tuple[str, ...] = ()
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    jax.tree_util.register_pytree_node(cls, cls._tree_flatten, cls._tree_unflatten)
+
+  def _tree_flatten(self):
+    return (tuple(getattr(self, name) for name in self._leaves),
+            tuple(getattr(self, name) for name in self._static))
+
+  @classmethod
+  def _tree_unflatten(cls, static, leaves):
+    obj = object.__new__(cls)
+    for name, value in zip(cls._static + cls._leaves, tuple(static) + tuple(leaves)):
+      setattr(obj, name, value)
+    return obj
 
 
 def _real_noise(key: Array, y: Array) -> Array:
@@ -97,8 +124,7 @@ def operator_norm(A: LinearOperator, shape: tuple[int, ...], *, steps: int = 50)
 
 # --- pixel mask -------------------------------------------------------------------------------
 
-@jax.tree_util.register_pytree_node_class
-class PixelMask:
+class PixelMask(PytreeOperator):
   """y = x * mask: the known pixels, zero elsewhere (inpainting's measurement).
 
   mask: 0/1, broadcastable to a batch's data shape (e.g. (H, W, 1) or (H, W, C)).
@@ -106,17 +132,10 @@ class PixelMask:
   is mask * y / (1 + reg).
   """
 
+  _leaves = ('mask',)
+
   def __init__(self, mask):
     self.mask = jnp.asarray(mask, jnp.float32)
-
-  def tree_flatten(self):
-    return (self.mask,), None
-
-  @classmethod
-  def tree_unflatten(cls, aux, leaves):
-    obj = object.__new__(cls)
-    obj.mask = leaves[0]
-    return obj
 
   def _mask(self, like: Array) -> Array:
     """The mask with leading axes added to like's rank (no implicit rank promotion)."""
@@ -149,8 +168,7 @@ def _mirror(a: Array) -> Array:
   return jnp.roll(jnp.flip(a, axis=(0, 1)), shift=(1, 1), axis=(0, 1))
 
 
-@jax.tree_util.register_pytree_node_class
-class SubsampledFourier:
+class SubsampledFourier(PytreeOperator):
   """y = mask * FFT2(x) with the orthonormal FFT: undersampled k-space of real images (MRI).
 
   mask: (H, W) 0/1 over the FFT's own frequency order (DC at [0, 0], as `jnp.fft.fft2`),
@@ -163,20 +181,13 @@ class SubsampledFourier:
   any mask (for a mirror-symmetric mask c = mask and A^+ = A^T).
   """
 
+  _leaves = ('mask',)
+
   def __init__(self, mask):
     mask = jnp.asarray(mask, jnp.float32)
     if mask.ndim != 2:
       raise ValueError(f"SubsampledFourier takes an (H, W) k-space mask; got shape {mask.shape}")
     self.mask = mask
-
-  def tree_flatten(self):
-    return (self.mask,), None
-
-  @classmethod
-  def tree_unflatten(cls, aux, leaves):
-    obj = object.__new__(cls)
-    obj.mask = leaves[0]
-    return obj
 
   @property
   def acceleration(self) -> float:
@@ -236,14 +247,15 @@ def cartesian_line_mask(size: int, acceleration: float, *, center_fraction: floa
 
 # --- dense matrix ------------------------------------------------------------------------------
 
-@jax.tree_util.register_pytree_node_class
-class MatrixOperator:
+class MatrixOperator(PytreeOperator):
   """y = x.reshape(B, -1) @ matrix.T for any dense (M, D) matrix (API.md).
 
   The thin SVD matrix = U diag(s) V^T, computed once here, gives the regularized
   pseudo-inverse exactly: V diag(s / (s^2 + reg)) U^T y (singular values below
   `rcond` * max(s) are treated as zero, as numpy's pinv does).
   """
+
+  _leaves = ('matrix', 'u', 's', 'vt')
 
   def __init__(self, matrix, *, rcond: float = 1e-6):
     matrix = jnp.asarray(matrix, jnp.float32)
@@ -252,15 +264,6 @@ class MatrixOperator:
     u, s, vt = jnp.linalg.svd(matrix, full_matrices=False)
     self.matrix, self.u, self.vt = matrix, u, vt
     self.s = jnp.where(s > rcond * jnp.max(s), s, 0.0)
-
-  def tree_flatten(self):
-    return (self.matrix, self.u, self.s, self.vt), None
-
-  @classmethod
-  def tree_unflatten(cls, aux, leaves):
-    obj = object.__new__(cls)
-    obj.matrix, obj.u, obj.s, obj.vt = leaves
-    return obj
 
   @property
   def shape(self) -> tuple[int, int]:
@@ -286,25 +289,19 @@ class MatrixOperator:
 
 # --- super-resolution and deblurring -------------------------------------------------------------
 
-@jax.tree_util.register_pytree_node_class
-class Downsample:
+class Downsample(PytreeOperator):
   """f x f average pooling of (B, H, W, C) images (H, W multiples of f).
 
   A^T y repeats each value over its block divided by f^2, so A A^T = I / f^2 and
   A^T (A A^T + reg I)^{-1} y = repeat(y) / (1 + reg f^2).
   """
 
+  _static = ('factor',)
+
   def __init__(self, factor: int):
     self.factor = int(factor)
     if self.factor < 1:
       raise ValueError(f"factor={factor} must be >= 1")
-
-  def tree_flatten(self):
-    return (), self.factor
-
-  @classmethod
-  def tree_unflatten(cls, aux, leaves):
-    return cls(aux)
 
   def forward(self, x: Array) -> Array:
     b, h, w, c = x.shape
@@ -327,8 +324,7 @@ class Downsample:
     return _real_noise(key, y)
 
 
-@jax.tree_util.register_pytree_node_class
-class GaussianBlur:
+class GaussianBlur(PytreeOperator):
   """Circular convolution of (B, H, W, C) images with a Gaussian of standard deviation `std`
   pixels, applied in the Fourier basis: A = F^H diag(h) F with h the kernel's (real,
   symmetric) transfer function, so A^T = A and A^T (A A^T + reg)^{-1} = F^H diag(h / (h^2 +
@@ -336,16 +332,10 @@ class GaussianBlur:
   division by nearly nothing).
   """
 
+  _static = ('size', 'std', 'rcond')
+
   def __init__(self, size: int, std: float, *, rcond: float = 1e-3):
     self.size, self.std, self.rcond = int(size), float(std), float(rcond)
-
-  def tree_flatten(self):
-    return (), (self.size, self.std, self.rcond)
-
-  @classmethod
-  def tree_unflatten(cls, aux, leaves):
-    size, std, rcond = aux
-    return cls(size, std, rcond=rcond)
 
   def _transfer(self) -> np.ndarray:
     f = np.fft.fftfreq(self.size)

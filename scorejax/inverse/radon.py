@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scorejax.inverse.operators import per_example
+from scorejax.inverse.operators import PytreeOperator, per_example
 
 Array = jax.Array
 
@@ -78,12 +78,13 @@ def _ramp_filter(n_padded: int, window: str) -> np.ndarray:
   return response
 
 
-@jax.tree_util.register_pytree_node_class
-class Radon:
+class Radon(PytreeOperator):
   """Parallel-beam sinograms (B, N, n_angles) of (B, N, N, 1) images at `angles` (degrees).
 
   `pinv_steps` conjugate-gradient steps solve (A A^T + reg I) u = y for the pseudo-inverse.
   """
+
+  _static = ('image_size', 'angles', 'pinv_steps')
 
   def __init__(self, image_size: int, angles, *, pinv_steps: int = 30):
     self.image_size = int(image_size)
@@ -91,14 +92,6 @@ class Radon:
     if not self.angles:
       raise ValueError("Radon needs at least one angle")
     self.pinv_steps = int(pinv_steps)
-
-  def tree_flatten(self):
-    return (), (self.image_size, self.angles, self.pinv_steps)
-
-  @classmethod
-  def tree_unflatten(cls, aux, leaves):
-    size, angles, steps = aux
-    return cls(size, angles, pinv_steps=steps)
 
   @property
   def n_angles(self) -> int:

@@ -39,7 +39,7 @@ pigdm       the score of p_t(x | y) with p(x_0 | x_t) replaced by N(x0_hat, r_t^
                 grad log p_t(y | x) = J^T A^T (r_t^2 A A^T + noise_std^2 I)^{-1} (y - A x0_hat)
 
             (pseudoinverse-guided diffusion, Pi-GDM, Song, Vahdat, Mardani & Kautz 2023,
-            for noisy linear measurements; r_t^2 from `guidance.tweedie_variance`), added to
+            for noisy linear measurements; r_t^2 from `guidance.step_floored_variance`), added to
             the score and sampled with the PC sampler (any predictor and corrector: the
             conditional score is a plain score_fn). It weighs the measurement by its
             uncertainty at each noise level, where DPS's normalized step does not; r_t^2 is
@@ -66,7 +66,7 @@ import jax
 import jax.numpy as jnp
 
 from scorejax import sde as sde_lib
-from scorejax.controllable.guidance import tweedie_variance, tweedie_vjp
+from scorejax.controllable.guidance import step_floored_variance, tweedie_vjp
 from scorejax.controllable.replacement import (SINGLE_STEP_SAMPLERS, check_eps,
                                                few_step_with_constraint, pc_with_constraint)
 from scorejax.inverse.operators import LinearOperator
@@ -157,18 +157,11 @@ def measurement_guided_score(sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, A: L
   evaluation and one VJP through it.
 
   n_steps: the sampler's grid (uniform in t, as the PC sampler's). Near t = 0 the term is
-  stiff: in a direction A measures exactly, one reverse-diffusion step moves x0_hat by
-  G^2 / (alpha^2 r_t^2) times its residual, G^2 = the step's noise variance, which exceeds 1
-  (overshoot) and then 2 (divergence) once the step is longer than t itself. With n_steps
-  given, r_t^2 is floored at G^2 / alpha^2 (the variance of x_0 that a step's own fresh
-  noise leaves), so that no step overshoots; it changes only the last steps.
+  stiff; with n_steps given r_t^2 is floored so that no step overshoots
+  (`guidance.step_floored_variance`); it changes only the last steps.
   """
   def guided(x: Array, t: Array) -> Array:
-    alpha, sigma = sde.marginal_coeffs(t)
-    r2 = tweedie_variance(alpha, sigma, data_var)  # (B,)
-    if n_steps is not None:
-      _, g = sde.discretize(x, t, n_steps)
-      r2 = jnp.maximum(r2, jnp.square(g) / jnp.square(alpha))
+    r2 = step_floored_variance(sde, x, t, data_var, n_steps)  # (B,)
     score, x0, vjp = tweedie_vjp(sde, score_fn, x, t)
     residual = y - A.forward(x0)
     pulled = A.pinv(residual, noise_std**2 / r2)

@@ -37,7 +37,7 @@ from scorejax.training.setup import (Components, SampleSettings, build_component
                                      make_snapshot_sampler, num_classes, save_snapshot_samples,
                                      with_scaler)
 from scorejax.training.state import TrainState
-from scorejax.training.step import make_eval_step, make_train_step
+from scorejax.training.step import make_eval_step, make_multi_step, make_train_step
 
 log = logging.getLogger(__name__)
 Array = jax.Array
@@ -63,6 +63,8 @@ class TrainSettings:
   are written, every `eval_freq` (0: never) the eval loss of one test batch, every
   `snapshot_freq` a kept checkpoint (and, with `snapshot_sampling`, a sample grid
   drawn as `samples` says), every `snapshot_freq_for_preemption` an overwritten one.
+  `n_jitted_steps` steps run per dispatch (fewer up to the next checkpoint, eval or the
+  end), their metrics read together.
   """
   seed: int
   n_iters: int
@@ -74,6 +76,7 @@ class TrainSettings:
   snapshot_freq_for_preemption: int
   snapshot_sampling: bool
   samples: SampleSettings
+  n_jitted_steps: int = 1
 
   @classmethod
   def from_config(cls, config) -> "TrainSettings":
@@ -83,7 +86,22 @@ class TrainSettings:
                eval_freq=int(t.eval_freq), snapshot_freq=int(t.snapshot_freq),
                snapshot_freq_for_preemption=int(t.snapshot_freq_for_preemption),
                snapshot_sampling=bool(t.snapshot_sampling),
-               samples=SampleSettings.from_config(config))
+               samples=SampleSettings.from_config(config),
+               n_jitted_steps=_positive(t.get("n_jitted_steps", 1), "training.n_jitted_steps"))
+
+
+def _positive(value, field: str) -> int:
+  if int(value) < 1 or int(value) != value:
+    raise ConfigError(f"config.{field}={value!r} must be a positive integer")
+  return int(value)
+
+
+def _next_stop(step: int, s: TrainSettings) -> int:
+  """The first step after `step` at which the loop must hold the state: a checkpoint, an
+  eval or the end (a multi-step dispatch ends there)."""
+  ends = [s.n_iters] + [(step // f + 1) * f for f in
+                        (s.snapshot_freq, s.snapshot_freq_for_preemption, s.eval_freq) if f > 0]
+  return min(ends)
 
 
 def _make_workdir(workdir: str) -> None:
@@ -229,9 +247,10 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
   if on_start is not None:
     on_start(start_step)
 
-  train_step = jax.jit(with_scaler(make_train_step(c.loss_fn, c.optimizer, s.ema_rate), c.scaler),
-                       in_shardings=(rep, parallel.batch_sharded(mesh), rep),
-                       out_shardings=(rep, rep), donate_argnums=(0,))
+  train_steps = jax.jit(
+      make_multi_step(with_scaler(make_train_step(c.loss_fn, c.optimizer, s.ema_rate), c.scaler)),
+      in_shardings=(rep, parallel.stacked_batch_sharded(mesh), None, rep),
+      out_shardings=(rep, rep), donate_argnums=(0,))
   eval_step = jax.jit(with_scaler(make_eval_step(c.eval_loss_fn), c.scaler),
                       in_shardings=(rep, parallel.batch_sharded(mesh), rep), out_shardings=rep)
   copy_state = jax.jit(_copy_state, out_shardings=rep)
@@ -246,50 +265,70 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
   pbar = tqdm.tqdm(total=s.n_iters, initial=start_step, disable=jax.process_index() != 0,
                    dynamic_ncols=True, desc="train", mininterval=2.0)
   guard = DivergenceGuard()
-  pending = None  # (step, metrics, log) of the previous step, read after the next is dispatched
+  # (first step, k, metrics, log?) of the previous dispatch, read after the next is dispatched
+  pending = None
   to_save = None  # (step, copy of the state after it, snapshot?): saved once the next step judged it
   final_state = None
   snapshot_sampler = None  # built (and compiled) at the first snapshot
 
-  def check(step: int, metrics: dict, log_it: bool) -> None:
-    loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
-    problem = guard.problem(loss, grad_norm)
-    if problem is not None:
-      latest = manager.latest_step()
-      raise NonFiniteLossError(
-          f"training diverged at step {step}: {problem}, computed on the parameters after step "
-          f"{step - 1}, which were not saved. "
-          + (f"The newest checkpoint (step {latest}) passed this check; rerunning resumes from it"
-             if latest is not None else "No checkpoint has been saved")
-          + ". Lower config.optim.lr, check config.optim.grad_clip, or inspect the data of "
-          f"step {step}")
-    if log_it and (step % s.log_freq == 0 or step == s.n_iters):
-      pbar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-      writer.scalars(step, {k: float(v) for k, v in metrics.items()}
-                     | {"lr": float(c.learning_rate(step - 1))})
+  def judge(first: int, k: int, metrics: dict, log_it: bool) -> tuple[int, str] | None:
+    """Guards (and logs) steps first..first + k - 1; the first that fails, with why."""
+    metrics = jax.device_get(metrics)
+    for i in range(k):
+      step = first + i
+      loss, grad_norm = float(metrics["loss"][i]), float(metrics["grad_norm"][i])
+      problem = guard.problem(loss, grad_norm)
+      if problem is not None:
+        return step, problem
+      if log_it and (step % s.log_freq == 0 or step == s.n_iters):
+        pbar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        writer.scalars(step, {name: float(v[i]) for name, v in metrics.items()}
+                       | {"lr": float(c.learning_rate(step - 1))})
+    return None
 
+  def diverged(step: int, problem: str) -> NonFiniteLossError:
+    latest = manager.latest_step()
+    return NonFiniteLossError(
+        f"training diverged at step {step}: {problem}, computed on the parameters after step "
+        f"{step - 1}, which were not saved. "
+        + (f"The newest checkpoint (step {latest}) passed this check; rerunning resumes from it"
+           if latest is not None else "No checkpoint has been saved")
+        + ". Lower config.optim.lr, check config.optim.grad_clip, or inspect the data of "
+        f"step {step}")
+
+  n_stacked = s.n_jitted_steps
   stop = False
-  step = start_step
+  step = start_step  # the last step dispatched
   try:
     while True:
-      step += 1
-      judge_only = step > s.n_iters or stop  # computed to judge the state to save, then dropped
-      batch = parallel.global_batch(next(batches), mesh)
-      state, metrics = train_step(state, batch, train_key)
+      judge_only = step >= s.n_iters or stop  # computed to judge the state to save, then dropped
+      k = 1 if judge_only else min(n_stacked, _next_stop(step, s) - step)
+      local = [next(batches) for _ in range(k)]
+      local += local[-1:] * (n_stacked - k)  # padding, not trained on
+      stacked = parallel.global_stacked_batches(
+          jax.tree.map(lambda *b: np.stack(b), *local), mesh)
+      state, metrics = train_steps(state, stacked, np.int32(k), train_key)
       if sync_every_step:
         jax.block_until_ready(metrics)
       if pending is not None:
-        check(*pending)
-      pending = (step, metrics, not judge_only)
+        failed = judge(*pending)
+        if failed is not None:
+          raise diverged(*failed)
+      pending = (step + 1, k, metrics, not judge_only)
+      step += k
       if not judge_only:
-        pbar.update(1)
+        pbar.update(k)
 
-      if to_save is not None:  # this step's loss is computed on the state to save
-        check(*pending)
+      if to_save is not None:  # this dispatch's first loss is computed on the state to save
+        failed = judge(*pending)
         pending = None
         saved_step, saved_state, snapshot = to_save
         to_save = None
+        if failed is not None and failed[0] == saved_step + 1:
+          raise diverged(*failed)
         checkpoint.save(manager, saved_step, saved_state)
+        if failed is not None:  # a later step of the dispatch failed; the saved state passed
+          raise diverged(*failed)
         if saved_step == s.n_iters:
           final_state = saved_state
         if snapshot and s.snapshot_sampling:
@@ -301,10 +340,12 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
 
       if evals is not None and step % s.eval_freq == 0:
         eval_metrics = eval_step(state, parallel.global_batch(next(evals), mesh), eval_key)
-        writer.scalars(step, {k: float(v) for k, v in eval_metrics.items()})
+        writer.scalars(step, {name: float(v) for name, v in eval_metrics.items()})
 
+      # Processes agree on the chunks, so all of them ask at the same dispatches.
+      crossed_log = step // s.log_freq > (step - k) // s.log_freq
       stop = _any_process(preempted.is_set()) if (
-          step % s.log_freq == 0 or jax.process_count() == 1) else False
+          crossed_log or jax.process_count() == 1) else False
       snapshot = step % s.snapshot_freq == 0
       if snapshot or step % s.snapshot_freq_for_preemption == 0 or step == s.n_iters or stop:
         to_save = (step, copy_state(state), snapshot)

@@ -67,6 +67,11 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
+def stacked_batch_sharded(mesh: Mesh) -> NamedSharding:
+  """Batches stacked on a new leading axis (n_jitted_steps, B, ...): axis 1 split over 'data'."""
+  return NamedSharding(mesh, P(None, DATA_AXIS))
+
+
 def check_global_batch(batch_size: int, mesh: Mesh) -> None:
   n = mesh.devices.size
   if batch_size % n:
@@ -79,6 +84,13 @@ def global_batch(local_batch: Any, mesh: Mesh) -> Any:
   sharding = batch_sharded(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
                       local_batch)
+
+
+def global_stacked_batches(local_batches: Any, mesh: Mesh) -> Any:
+  """`global_batch` for each process's batches stacked on a leading step axis (n, B_local, ...)."""
+  sharding = stacked_batch_sharded(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+                      local_batches)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

@@ -51,11 +51,28 @@ def make_eval_step(loss_fn: LossFn) -> Callable[[TrainState, Array, Array], dict
   return eval_step
 
 
-def make_multi_step(train_step) -> Callable[[TrainState, Array, Array], tuple[TrainState, dict]]:
-  """Runs `n` steps in one call over batches stacked on a leading axis (score_sde's n_jitted_steps)."""
+def make_multi_step(train_step) -> Callable[[TrainState, Any, Array, Array], tuple[TrainState, dict]]:
+  """`train_steps(state, batches, n_active, key)`: the first `n_active` of n steps in one call.
 
-  def multi_step(state: TrainState, batches: Array, key: Array) -> tuple[TrainState, dict]:
-    state, metrics = jax.lax.scan(lambda s, b: train_step(s, b, key), state, batches)
-    return state, jax.tree.map(lambda m: m[-1], metrics) | {"loss_mean": jnp.mean(metrics["loss"])}
+  score_sde's `n_jitted_steps`: one dispatch (and one host-to-device transfer of the n
+  batches, stacked on a new leading axis) per n steps. `n_active` (a traced int, 0..n)
+  says how many of the stacked batches to train on, so that one compiled program also
+  runs a shorter chunk up to a checkpoint or the end. Returns the state after those
+  steps and each step's metrics stacked, shape (n,) (zero beyond `n_active`). Each step
+  folds its own `state.step` into `key`, so any chunking gives the steps of a one-by-one run.
+  """
 
-  return multi_step
+  def train_steps(state: TrainState, batches: Any, n_active: Array, key: Array) -> tuple[TrainState, dict]:
+    n = jax.tree.leaves(batches)[0].shape[0]
+    first = jax.tree.map(lambda b: b[0], batches)
+    shapes = jax.eval_shape(train_step, state, first, key)[1]
+    history = jax.tree.map(lambda m: jnp.zeros((n,) + m.shape, m.dtype), shapes)
+
+    def body(i, carry):
+      state, history = carry
+      state, metrics = train_step(state, jax.tree.map(lambda b: b[i], batches), key)
+      return state, jax.tree.map(lambda h, m: h.at[i].set(m), history, metrics)
+
+    return jax.lax.fori_loop(0, n_active, body, (state, history))
+
+  return train_steps
