@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   training.n_iters = 1300001
   training.snapshot_freq = 50000         # kept checkpoints (and sample grids)
   training.snapshot_freq_for_preemption = 10000  # overwritten checkpoint for resuming
-  training.n_jitted_steps = 5          # steps per dispatch (score_sde's; checkpoints and evals end a chunk)
+  training.n_jitted_steps = 5          # steps per dispatch (score_sde's; for accelerators: 1 on CPU)
   training.snapshot_sampling = True      # sample a grid at every snapshot
   training.log_freq = 50
   training.eval_freq = 100               # test-split loss every eval_freq steps (0: never)

@@ -2,7 +2,7 @@
 
 Every experiment ends with `return smoke.apply(config, arg, shrink)`: `''` leaves the
 published config as it is, `'smoke'` shrinks it with `shrink(config)` so that init +
-apply take seconds on CPU, and any other argument is an error naming the valid ones.
+apply take seconds on CPU (and trains one step per dispatch, as CPUs should), and any other argument is an error naming the valid ones.
 The shrinks keep every architectural switch of the published config. The U-Net one
 matches the shrink overrides of the reference fixtures in
 shared/fixtures/score_sde_pytorch (except nf, which they keep at 32 too).
@@ -19,6 +19,8 @@ def apply(config: ml_collections.ConfigDict, arg: str, shrink: Shrink) -> ml_col
   """`config` as `get_config(arg)` returns it: unchanged for '', shrunk for 'smoke'."""
   if arg == "smoke":
     shrink(config)
+    if "n_jitted_steps" in config.training:
+      config.training.n_jitted_steps = 1  # CPU-sized: one step per dispatch (docs/training.md)
   elif arg:
     raise ValueError(f"unknown config argument {arg!r}; valid: '' or 'smoke'")
   return config

@@ -205,7 +205,7 @@ def test_divergence_after_good_checkpoints_names_the_last_good_one(tmp_path, tra
 
 def test_steps_per_dispatch_change_nothing_but_the_dispatches(tmp_path, trained):
   """training.n_jitted_steps = 7 (chunks of 7 and 3 up to each checkpoint every 10 steps)
-  saves the same checkpoints, logs the same steps and trains to the state of the 5-step
+  saves the same checkpoints, logs the same steps and trains to the state of the one-step
   default (one compiled program each; XLA may fuse a loop's body differently, hence the
   float32 tolerance)."""
   workdir = tmp_path / "run7"

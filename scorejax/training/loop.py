@@ -297,6 +297,10 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
         f"step {step}")
 
   n_stacked = s.n_jitted_steps
+  if n_stacked > 1 and jax.devices()[0].platform == "cpu":
+    log.warning("config.training.n_jitted_steps=%d runs each chunk's steps in a loop, which "
+                "XLA:CPU executes ~13x slower than single steps (measured on configs/digits.py); "
+                "on CPU set --config.training.n_jitted_steps=1", n_stacked)
   stop = False
   step = start_step  # the last step dispatched
   try:

@@ -57,7 +57,8 @@ def make_multi_step(train_step) -> Callable[[TrainState, Any, Array, Array], tup
   score_sde's `n_jitted_steps`: one dispatch (and one host-to-device transfer of the n
   batches, stacked on a new leading axis) per n steps. `n_active` (a traced int, 0..n)
   says how many of the stacked batches to train on, so that one compiled program also
-  runs a shorter chunk up to a checkpoint or the end. Returns the state after those
+  runs a shorter chunk up to a checkpoint or the end (n = 1 runs its one step without a
+  loop, whatever `n_active`). Returns the state after those
   steps and each step's metrics stacked, shape (n,) (zero beyond `n_active`). Each step
   folds its own `state.step` into `key`, so any chunking gives the steps of a one-by-one run.
   """
@@ -65,6 +66,9 @@ def make_multi_step(train_step) -> Callable[[TrainState, Any, Array, Array], tup
   def train_steps(state: TrainState, batches: Any, n_active: Array, key: Array) -> tuple[TrainState, dict]:
     n = jax.tree.leaves(batches)[0].shape[0]
     first = jax.tree.map(lambda b: b[0], batches)
+    if n == 1:  # no loop: XLA:CPU runs a while loop's body many times slower than the same ops
+      state, metrics = train_step(state, first, key)  # (the loop runs chunks of >= 1 step)
+      return state, jax.tree.map(lambda m: m[None], metrics)
     shapes = jax.eval_shape(train_step, state, first, key)[1]
     history = jax.tree.map(lambda m: jnp.zeros((n,) + m.shape, m.dtype), shapes)
 
