@@ -44,6 +44,8 @@ SLOW_IN_FULL_SUITE_ONLY = {
     "test_ncsnv2.py::test_larger_ncsnv2_shapes[ncsnv2_256-256]",
     "test_few_step.py::test_convergence_order[vp-log_snr-dpm_solver++_3m]",
     "test_main.py::test_config_trains_two_steps[toy_2d]",
+    "test_likelihood.py::test_exact_score_matches_closed_form[vp-32d]",
+    "test_faults_training.py::test_steps_per_dispatch_change_nothing_but_the_dispatches",
 }
 
 
