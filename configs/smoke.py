@@ -2,7 +2,8 @@
 
 Every experiment ends with `return smoke.apply(config, arg, shrink)`: `''` leaves the
 published config as it is, `'smoke'` shrinks it with `shrink(config)` so that init +
-apply take seconds on CPU (and trains one step per dispatch, as CPUs should), and any other argument is an error naming the valid ones.
+apply take seconds on CPU (and sets one training step per dispatch, as CPUs need), and
+any other argument is an error naming the valid ones.
 The shrinks keep every architectural switch of the published config. The U-Net one
 matches the shrink overrides of the reference fixtures in
 shared/fixtures/score_sde_pytorch (except nf, which they keep at 32 too).

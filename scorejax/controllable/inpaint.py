@@ -60,6 +60,7 @@ from scorejax import sde as sde_lib
 from scorejax.controllable.guidance import reconstruction_guided_score
 from scorejax.controllable.replacement import sample_with_replacement
 from scorejax.controllable.smc import smc_inpaint
+from scorejax.sampling.schedules import uniform_steps
 
 Array = jax.Array
 ScoreFn = Callable[[Array, Array], Array]
@@ -74,9 +75,8 @@ def _guided(key, sde, score_fn, y, known, *, scale: float = 1.0, data_var: float
   # The PC grid is uniform in t: its last steps are long next to t, and r_t^2 is floored
   # for them (`guidance.step_floored_variance`). The few-step grids shrink their steps
   # with t and need no floor.
-  n_steps = None
-  if options.get("sampler", "pc") == "pc":
-    n_steps = sde.N if options.get("n_steps") is None else int(options["n_steps"])
+  on_pc_grid = options.get("sampler", "pc") == "pc"
+  n_steps = uniform_steps(sde, options.get("n_steps")) if on_pc_grid else None
   guided = reconstruction_guided_score(sde, score_fn, y, known, scale=scale, data_var=data_var,
                                        n_steps=n_steps)
   return sample_with_replacement(key, sde, guided, y, known, **options)

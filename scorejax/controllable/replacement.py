@@ -42,7 +42,7 @@ from scorejax.sampling.denoise import tweedie_denoise
 from scorejax.sampling.few_step import FEW_STEP_METHODS
 from scorejax.sampling.few_step.grid import Grid, Model
 from scorejax.sampling.predictors import get_predictor
-from scorejax.sampling.schedules import SAMPLING_EPS, time_steps, uniform_time_grid
+from scorejax.sampling.schedules import SAMPLING_EPS, time_steps, uniform_steps, uniform_time_grid
 from scorejax.sde import batch_broadcast
 
 Array = jax.Array
@@ -88,7 +88,7 @@ def pc_with_constraint(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: t
   check_eps(sde, eps)
   if not (_is_set(predictor) or _is_set(corrector)):
     raise ValueError("a constrained sampler needs a predictor or a corrector (both are None)")
-  n = int(n_steps) if n_steps is not None else sde.N
+  n = uniform_steps(sde, n_steps)
   predictor_fn, corrector_fn = get_predictor(predictor), get_corrector(corrector)
   batch = shape[0]
 

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from scorejax import sde as sde_lib
 from scorejax.controllable.guidance import reconstruction_guidance
 from scorejax.controllable.replacement import check_eps
-from scorejax.sampling.schedules import SAMPLING_EPS, uniform_time_grid
+from scorejax.sampling.schedules import SAMPLING_EPS, uniform_steps, uniform_time_grid
 from scorejax.sde import batch_broadcast
 
 Array = jax.Array
@@ -86,7 +86,7 @@ def smc_inpaint(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, known
   denoise as the PC sampler's.
   """
   check_eps(sde, eps)
-  n = int(n_steps) if n_steps is not None else sde.N
+  n = uniform_steps(sde, n_steps)
   b, p = y.shape[0], int(n_particles)
   data_shape = y.shape[1:]
 

@@ -72,7 +72,7 @@ from scorejax.controllable.replacement import (SINGLE_STEP_SAMPLERS, check_eps,
 from scorejax.inverse.operators import LinearOperator
 from scorejax.sampling.pc import pc_sample
 from scorejax.sampling.predictors import get_predictor
-from scorejax.sampling.schedules import SAMPLING_EPS, uniform_time_grid
+from scorejax.sampling.schedules import SAMPLING_EPS, uniform_steps, uniform_time_grid
 from scorejax.sde import batch_broadcast
 
 Array = jax.Array
@@ -123,7 +123,7 @@ def dps(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, A: LinearOper
   """Diffusion posterior sampling (Chung et al. 2023, Alg. 1; module docstring)."""
   del noise_std  # DPS's step-size rule does not use it
   check_eps(sde, eps)
-  n = int(n_steps) if n_steps is not None else sde.N
+  n = uniform_steps(sde, n_steps)
   predictor_fn = get_predictor(predictor)
 
   def step(carry, inputs):
@@ -175,9 +175,8 @@ def pigdm(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, A: LinearOp
           shape: tuple[int, ...], noise_std: float = 0.0, *, scale: float = 1.0,
           data_var: float = 1.0, final_lam: float = 0.0, **pc_options) -> tuple[Array, int]:
   """PC sampling of the measurement-guided score (module docstring)."""
-  n = pc_options.get("n_steps")
-  guided = measurement_guided_score(sde, score_fn, y, A, noise_std, scale=scale,
-                                    data_var=data_var, n_steps=sde.N if n is None else int(n))
+  guided = measurement_guided_score(sde, score_fn, y, A, noise_std, scale=scale, data_var=data_var,
+                                    n_steps=uniform_steps(sde, pc_options.get("n_steps")))
   x, nfe = pc_sample(key, sde, guided, shape, **pc_options)
   if final_lam:
     x = merge(A, x, y, final_lam)

@@ -11,7 +11,7 @@ from scorejax import checks
 from scorejax import sde as sde_lib
 from scorejax.sampling.correctors import get_corrector
 from scorejax.sampling.predictors import get_predictor
-from scorejax.sampling.schedules import SAMPLING_EPS, uniform_time_grid
+from scorejax.sampling.schedules import SAMPLING_EPS, uniform_steps, uniform_time_grid
 
 Array = jax.Array
 ScoreFn = Callable[[Array, Array], Array]
@@ -34,7 +34,7 @@ def _pc_parts(key: Array, sde: sde_lib.SDE, score_fn: ScoreFn, shape: tuple[int,
   if not (_is_set(predictor) or _is_set(corrector)):
     raise ValueError(f"{where} needs a predictor or a corrector (both are None); set "
                      "predictor='reverse_diffusion' or corrector='langevin'")
-  n = int(n_steps) if n_steps is not None else sde.N
+  n = uniform_steps(sde, n_steps)
   if n < 1:
     raise ValueError(f"{where}: n_steps={n_steps!r} must be >= 1 (or None for sde.N)")
   checks.check_time_floor(eps, sde.T, where=where, default=SAMPLING_EPS)

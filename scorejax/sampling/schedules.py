@@ -18,6 +18,11 @@ Array = jax.Array
 SAMPLING_EPS = 1e-3
 
 
+def uniform_steps(sde, n_steps: int | None) -> int:
+  """The number of steps of a uniform-grid (PC) sampler: `n_steps`, or the SDE's N for None."""
+  return sde.N if n_steps is None else int(n_steps)
+
+
 def uniform_time_grid(T: float, eps: float, n: int) -> Array:
   """n times linspace(T, eps, n), decreasing: the predictor–corrector grid ([SDE] App. G)."""
   return jnp.linspace(T, eps, n)

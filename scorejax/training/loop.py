@@ -96,6 +96,11 @@ def _positive(value, field: str) -> int:
   return int(value)
 
 
+def _stack(*arrays: np.ndarray) -> np.ndarray:
+  """Host arrays stacked on a new leading axis; one array as a view (no copy per step)."""
+  return np.asarray(arrays[0])[None] if len(arrays) == 1 else np.stack(arrays)
+
+
 def _next_stop(step: int, s: TrainSettings) -> int:
   """The first step after `step` at which the loop must hold the state: a checkpoint, an
   eval or the end (a multi-step dispatch ends there)."""
@@ -256,7 +261,8 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
   copy_state = jax.jit(_copy_state, out_shardings=rep)
   # Several fake CPU devices can deadlock XLA's CPU all-reduce if many steps are in
   # flight on a small machine: wait on every step there.
-  sync_every_step = jax.devices()[0].platform == "cpu" and jax.device_count() > 1
+  on_cpu = jax.devices()[0].platform == "cpu"
+  sync_every_step = on_cpu and jax.device_count() > 1
 
   writer = MetricsWriter(workdir, enabled=jax.process_index() == 0, resume_step=start_step)
   batches = data.batch_stream(batch_fn, start_step=start_step)
@@ -297,7 +303,7 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
         f"step {step}")
 
   n_stacked = s.n_jitted_steps
-  if n_stacked > 1 and jax.devices()[0].platform == "cpu":
+  if n_stacked > 1 and on_cpu:
     log.warning("config.training.n_jitted_steps=%d runs each chunk's steps in a loop, which "
                 "XLA:CPU executes ~13x slower than single steps (measured on configs/digits.py); "
                 "on CPU set --config.training.n_jitted_steps=1", n_stacked)
@@ -309,8 +315,7 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
       k = 1 if judge_only else min(n_stacked, _next_stop(step, s) - step)
       local = [next(batches) for _ in range(k)]
       local += local[-1:] * (n_stacked - k)  # padding, not trained on
-      stacked = parallel.global_stacked_batches(
-          jax.tree.map(lambda *b: np.stack(b), *local), mesh)
+      stacked = parallel.global_stacked_batches(jax.tree.map(_stack, *local), mesh)
       state, metrics = train_steps(state, stacked, np.int32(k), train_key)
       if sync_every_step:
         jax.block_until_ready(metrics)

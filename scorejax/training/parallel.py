@@ -79,18 +79,19 @@ def check_global_batch(batch_size: int, mesh: Mesh) -> None:
                      f"({n}); set --config.training.batch_size to a multiple of {n}")
 
 
+def _global_arrays(local: Any, sharding: NamedSharding) -> Any:
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+                      local)
+
+
 def global_batch(local_batch: Any, mesh: Mesh) -> Any:
   """Assembles each process's slice of the batch into global arrays sharded over 'data'."""
-  sharding = batch_sharded(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-                      local_batch)
+  return _global_arrays(local_batch, batch_sharded(mesh))
 
 
 def global_stacked_batches(local_batches: Any, mesh: Mesh) -> Any:
   """`global_batch` for each process's batches stacked on a leading step axis (n, B_local, ...)."""
-  sharding = stacked_batch_sharded(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-                      local_batches)
+  return _global_arrays(local_batches, stacked_batch_sharded(mesh))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
