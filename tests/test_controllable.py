@@ -32,7 +32,7 @@ from scorejax.controllable import (INPAINT_METHODS, classifier_free_guided_score
 from scorejax.controllable import smc
 from scorejax.controllable.colorize import COLOR_MAP, couple, decouple
 from scorejax.controllable.flow_encoder import slerp
-from scorejax.controllable.guidance import NULL_LABEL
+from scorejax.controllable.guidance import NULL_LABEL, step_floored_variance, tweedie_variance
 from scorejax.sampling import few_step_sample, ode_sample, pc_sample
 from scorejax.toy import distances
 from scorejax.toy import mixture as analytic
@@ -259,6 +259,30 @@ def test_guided_inpainting_finds_the_mode_with_a_quarter_known(sde_name, mixture
   assert agreement >= 0.9, (agreement, agreement_replace, n_sure)
   # The regime discriminates: the method without steering fails it.
   assert agreement_replace < 0.9, (agreement, agreement_replace)
+
+
+@pytest.mark.parametrize("sde_name", list(SDES))
+def test_guidance_variance_floor_changes_exactly_the_overshooting_steps(sde_name):
+  """On a 200-step uniform grid, a step's guidance gain is G^2 / (alpha^2 r_t^2)
+  (G^2 = g^2 dt): with the floor it is <= 1 everywhere, and r_t^2 differs from the Tweedie
+  variance exactly at the steps whose gain would exceed 1 (for VP and sub-VP the last step
+  among them, where it exceeds 2: the divergence the floor removes)."""
+  sde, n = SDES[sde_name], 200
+  t = jnp.linspace(sde.T, 1e-3, n)
+  x = jnp.zeros((n, 2))
+  alpha, sigma = sde.marginal_coeffs(t)
+  plain = tweedie_variance(alpha, sigma)
+  floored = step_floored_variance(sde, x, t, n_steps=n)
+  _, g = sde.discretize(x, t, n)
+  gain = lambda r2: np.asarray(g**2 / (alpha**2 * r2))
+  assert gain(floored).max() <= 1.0 + 1e-5
+  overshooting = gain(plain) > 1.0
+  np.testing.assert_allclose(np.asarray(floored)[~overshooting], np.asarray(plain)[~overshooting],
+                             rtol=1e-6)
+  assert np.all(np.asarray(floored)[overshooting] > np.asarray(plain)[overshooting])
+  if sde_name != "ve":
+    assert gain(plain)[-1] > 2.0
+  np.testing.assert_allclose(step_floored_variance(sde, x, t), plain, rtol=1e-6)  # no grid: no floor
 
 
 @pytest.mark.slow

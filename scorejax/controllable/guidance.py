@@ -121,7 +121,10 @@ def step_floored_variance(sde: sde_lib.SDE, x: Array, t: Array, data_var: float 
   That factor exceeds 1 (overshoot) and then 2 (divergence) once a step is longer than t
   itself (for VP, G^2 / (alpha^2 r_t^2) ~ dt / t). Flooring r_t^2 at G^2 / alpha^2, the
   variance of x_0 that the step's own fresh noise leaves, keeps every step at most a full
-  correction; it changes only the last few steps. n_steps None: no floor.
+  correction. It changes exactly the steps whose gain would exceed 1: the last ones, and
+  the early ones where alpha is small or the step long next to sigma, where the guidance
+  is weak anyway (on a 200-step grid 64 of the steps for VE, 96 for VP, 98 for sub-VP).
+  n_steps None: no floor.
   """
   alpha, sigma = sde.marginal_coeffs(t)
   r2 = tweedie_variance(alpha, sigma, data_var)

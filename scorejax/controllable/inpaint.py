@@ -73,8 +73,8 @@ def _replace(key, sde, score_fn, y, known, **options):
 def _guided(key, sde, score_fn, y, known, *, scale: float = 1.0, data_var: float = 1.0,
             **options):
   # The PC grid is uniform in t: its last steps are long next to t, and r_t^2 is floored
-  # for them (`guidance.step_floored_variance`). The few-step grids shrink their steps
-  # with t and need no floor.
+  # where a step would overshoot (`guidance.step_floored_variance`). The few-step grids
+  # shrink their steps with t and are not floored.
   on_pc_grid = options.get("sampler", "pc") == "pc"
   n_steps = uniform_steps(sde, options.get("n_steps")) if on_pc_grid else None
   guided = reconstruction_guided_score(sde, score_fn, y, known, scale=scale, data_var=data_var,

@@ -158,7 +158,7 @@ def measurement_guided_score(sde: sde_lib.SDE, score_fn: ScoreFn, y: Array, A: L
 
   n_steps: the sampler's grid (uniform in t, as the PC sampler's). Near t = 0 the term is
   stiff; with n_steps given r_t^2 is floored so that no step overshoots
-  (`guidance.step_floored_variance`); it changes only the last steps.
+  (`guidance.step_floored_variance`, which says which steps it changes).
   """
   def guided(x: Array, t: Array) -> Array:
     r2 = step_floored_variance(sde, x, t, data_var, n_steps)  # (B,)
