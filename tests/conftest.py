@@ -57,7 +57,7 @@ def pytest_collection_modifyitems(config, items):
   _skip_digits_demos(items)
 
 
-# Digits demonstrations that train or sample for 5-15 minutes each on 2 cores beyond the
+# Digits demonstrations that train or sample for 5-20 minutes each on 2 cores beyond the
 # shared quick-start run, and whose numbers are recorded in the docs (docs/inverse.md,
 # docs/training.md, docs/controllable.md): run on request (SCOREJAX_RUN_DIGITS_DEMOS=1), which keeps the full
 # suite within CI's time.
@@ -65,6 +65,7 @@ DIGITS_DEMOS = {
     "test_inverse.py::test_digits_solvers_beat_the_classical_reconstruction[radon]",
     "test_inverse.py::test_digits_solvers_beat_the_classical_reconstruction[fourier]",
     "test_likelihood_training.py::test_likelihood_training_lowers_the_digits_bits_per_dim",
+    "test_digits_guidance.py::test_classifier_guidance_gives_the_requested_digits",
     "test_digits_guidance.py::test_classifier_free_guidance_gives_the_requested_digits",
     "test_digits_guidance.py::test_inpainting_lower_halves_keeps_the_digit",
 }

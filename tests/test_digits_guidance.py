@@ -19,8 +19,10 @@ lower half of test digits gives the judge's label of the true digit on >= 80% an
 lower error to the truth (on the unknown half) than filling it with the training
 mean. Measured numbers (docs/controllable.md, "The digits"): classifier guidance 0.94
 (unguided 0.06), classifier-free guidance 1.00 (w = 3), inpainting 0.82 with MSE 0.041
-against the mean's 0.064. The classifier-free and inpainting checks run on request
-(SCOREJAX_RUN_DIGITS_DEMOS=1; tests/conftest.py). Cost on 2 cores: classifier training
+against the mean's 0.064. All three checks run on request
+(SCOREJAX_RUN_DIGITS_DEMOS=1; tests/conftest.py): together they cost more than the full
+suite's 15-minute budget; the closed-form checks of the same methods (tests/test_controllable.py)
+run in every suite. Cost on 2 cores: classifier training
 ~2 min, the label-conditional training as the quick start's (6-7 min quiet, 20 min
 under load), each `--mode=sample` call 1-4 min (guided inpainting of 100 digits ~5).
 """
@@ -114,9 +116,9 @@ def test_classifier_guidance_gives_the_requested_digits(tmp_path):
   assert unguided_acc <= UNGUIDED_MAX, unguided_acc
 
 
-# The next two run on request (SCOREJAX_RUN_DIGITS_DEMOS=1, tests/conftest.py: 5-20
-# minutes each on 2 cores, a second digits training for the first); their measured numbers
-# are in docs/controllable.md.
+# Like the one above, the next two run on request (SCOREJAX_RUN_DIGITS_DEMOS=1,
+# tests/conftest.py: 5-20 minutes each on 2 cores, a second digits training for the first);
+# their measured numbers are in docs/controllable.md.
 
 
 @pytest.mark.slow

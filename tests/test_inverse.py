@@ -356,6 +356,21 @@ def test_psnr_and_ssim_against_scikit_image():
   assert float(metrics.ssim(truth, truth)[0]) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_inverse_settings_name_only_what_their_operator_reads():
+  """Every operator the config can name lists the settings it reads, and `--mode=sample`'s
+  settings (strip title, JSON) carry only those."""
+  from configs import digits
+  from scorejax.evaluation import inverse as inverse_eval
+  assert set(inverse_eval.OPERATOR_SETTINGS) == set(inverse_eval.OPERATOR_BUILDERS)
+  config = digits.get_config()
+  for name in ("radon", "fourier"):
+    with config.unlocked():
+      config.sampling.inverse.operator = name
+    s = inverse_eval.InverseSettings.from_config(config)
+    assert set(s.operator_settings) == set(inverse_eval.OPERATOR_SETTINGS[name])
+    inverse_eval.make_operator(name, 16, **s.operator_settings)
+
+
 # --- the digits demonstration (the quick start's trained model) ---------------------------------
 
 N_DIGITS = 16  # docs/inverse.md reports 64; 16 keep each test near a minute and a half
@@ -363,23 +378,21 @@ N_DIGITS = 16  # docs/inverse.md reports 64; 16 keep each test near a minute and
 
 @pytest.fixture(scope="module")
 def digits_model():
-  """(Components, settings, EMA score_fn, held-out test digits) of the README's quick-start
+  """(Components, config, EMA score_fn, held-out test digits, step) of the README's quick-start
   model (one run per source tree, tests/digits_model.py)."""
   from digits_model import trained_digits_workdir
   from configs import digits as digits_config
   from scorejax import data
-  from scorejax.evaluation import inverse
   from scorejax.training import setup
   workdir = trained_digits_workdir()
   config = digits_config.get_config()
   config.sampling.inverse.count = N_DIGITS
   config.sampling.inverse.batch_size = N_DIGITS
   c = setup.build_components(config)
-  s = inverse.InverseSettings.from_config(config)
-  state, step = setup.load_state(c, workdir, seed=s.seed,
+  state, step = setup.load_state(c, workdir, seed=int(config.seed),
                                  snapshot_freq=int(config.training.snapshot_freq))
   truth = np.asarray(next(iter(data.eval_batches(config, "test", batch_size=N_DIGITS))))
-  return c, s, setup.ema_score_fn(c, state), truth[:N_DIGITS], step
+  return c, config, setup.ema_score_fn(c, state), truth[:N_DIGITS], step
 
 
 @pytest.mark.slow
@@ -388,10 +401,11 @@ def test_digits_solvers_beat_the_classical_reconstruction(operator, digits_model
   """Sparse-view CT (8 angles) and 4x-undersampled Fourier on held-out digits: every solver's
   mean PSNR beats FBP / the zero-filled inverse FFT by more than 3 standard errors of the
   difference (docs/inverse.md: 64 digits, margins of 5-20 dB); the strip and JSON are written."""
-  import dataclasses
   from scorejax.evaluation import inverse
-  c, s, score_fn, truth, step = digits_model
-  s = dataclasses.replace(s, operator=operator)
+  c, config, score_fn, truth, step = digits_model
+  config = config.copy_and_resolve_references()
+  config.sampling.inverse.operator = operator
+  s = inverse.InverseSettings.from_config(config)  # the operator's own settings
   result = inverse.write_reconstructions(c, s, score_fn, truth, step, str(tmp_path))
   png, js = inverse.inverse_paths(str(tmp_path), step, operator)
   assert os.path.getsize(png) > 0 and os.path.getsize(js) > 0

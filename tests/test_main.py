@@ -226,13 +226,65 @@ def _load_config(name: str):
     return module.get_config()
 
 
+# The configs that train two real steps: the MLP ones (seconds) and one U-Net config per
+# network family (every U-Net compiles its train step for ~30-100 s on 2 cores). The other
+# U-Net configs differ from these only in SDE, depth or image size: they trace their train
+# and eval steps abstractly (`test_config_traces_its_steps`, a few seconds each), which
+# catches a missing field or a shape mismatch without paying for the compilation.
+TRAINED_U_NETS = {"digits", "ve_cifar10", "ddpm_cifar10", "ncsnv2_cifar10", "ncsnv2_bedroom"}
+
+
+def _is_mlp(name: str) -> bool:
+  return _load_config(name).model.name == "mlp"
+
+
 def _config_params():
   params = []
   for name in _config_names():
-    # MLP configs take seconds; every U-Net compiles its train step for ~30-60 s on 2 cores.
-    slow = _load_config(name).model.name != "mlp"
-    params.append(pytest.param(name, id=name, marks=[pytest.mark.slow] if slow else []))
+    if _is_mlp(name) or name in TRAINED_U_NETS:
+      marks = [] if _is_mlp(name) else [pytest.mark.slow]
+      params.append(pytest.param(name, id=name, marks=marks))
   return params
+
+
+def test_every_u_net_family_trains_for_real():
+  """TRAINED_U_NETS names real configs and covers every network the configs use."""
+  names = set(_config_names())
+  assert TRAINED_U_NETS <= names, TRAINED_U_NETS - names
+  models = lambda group: {_load_config(n).model.name for n in group}
+  assert models(names - {n for n in names if _is_mlp(n)}) == models(TRAINED_U_NETS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(n for n in _config_names()
+                                        if n not in TRAINED_U_NETS and not _is_mlp(n)))
+def test_config_traces_its_steps(name):
+  """The train and eval steps of `name`'s smoke variant, traced with abstract arrays
+  (`jax.eval_shape`: no compilation, no data): finite shapes, a scalar loss, and an
+  updated state of exactly the initial state's structure and shapes."""
+  from scorejax import config_check
+  from scorejax.training import setup
+  from scorejax.training.step import make_eval_step, make_train_step
+
+  config = _load_config(name)
+  config_check.validate(config)
+  c = setup.build_components(config)
+  key = jax.random.key(0)
+  state = jax.eval_shape(lambda k: setup.init_state(c, k), key)
+  images = jax.ShapeDtypeStruct((2,) + c.data_shape, np.float32)
+  batch = images
+  if setup.num_classes(config):
+    batch = {"image": images, "label": jax.ShapeDtypeStruct((2,), np.int32)}
+  step = setup.with_scaler(make_train_step(c.loss_fn, c.optimizer, float(config.model.ema_rate)),
+                           c.scaler)
+  new_state, metrics = jax.eval_shape(step, state, batch, key)
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state) == \
+      jax.tree.map(lambda a: (a.shape, a.dtype), state)
+  assert metrics["loss"].shape == () and metrics["grad_norm"].shape == ()
+  eval_metrics = jax.eval_shape(setup.with_scaler(make_eval_step(c.eval_loss_fn), c.scaler),
+                                state, batch, key)
+  assert eval_metrics["eval_loss"].shape == ()
 
 
 # One U-Net config also runs the held-out evaluation and a (cheap, ODE) sample grid;

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from scorejax import sde as sde_lib
+from scorejax.evaluation import progress
 from scorejax.evaluation.metrics.image_quality import psnr, ssim
 from scorejax.inverse.operators import (Downsample, GaussianBlur, LinearOperator, PixelMask,
                                         SubsampledFourier, cartesian_line_mask, measure,
@@ -61,6 +62,13 @@ def _blur(size: int, *, blur_std: float = 1.5, **_) -> GaussianBlur:
 OPERATOR_BUILDERS: Mapping[str, Callable[..., LinearOperator]] = {
     "radon": _radon, "fourier": _fourier, "mask": _mask, "downsample": _downsample,
     "blur": _blur,
+}
+
+
+# The config fields (`sampling.inverse.*`) each operator reads.
+OPERATOR_SETTINGS: Mapping[str, tuple[str, ...]] = {
+    "radon": ("n_angles",), "fourier": ("acceleration", "center_fraction", "mask_seed"),
+    "mask": ("keep_fraction", "mask_seed"), "downsample": ("factor",), "blur": ("blur_std",),
 }
 
 
@@ -121,17 +129,21 @@ def reconstruct(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Array],
   nfe = {}
   b = truth.shape[0]
   batch_size = b if batch_size is None else int(batch_size)
-  for i, method in enumerate(methods):
-    solve = jax.jit(lambda k, yb, n=None, m=method: solve_inverse_problem(
-        k, sde, score_fn, yb, A, (yb.shape[0],) + truth.shape[1:], method=m,
-        noise_std=scale * noise_std, **dict(options.get(m, {}))))
-    parts = []
-    for j, start in enumerate(range(0, b, batch_size)):
-      x, count = solve(jax.random.fold_in(jax.random.fold_in(k_solve, i), j),
-                             y_model[start:start + batch_size])
-      nfe[method] = int(count)
-      parts.append(np.asarray(jnp.clip((x - offset) / scale, 0.0, 1.0)))
-    images[method] = np.concatenate(parts)
+  starts = range(0, b, batch_size)
+  with progress.bar(desc="reconstruct", total=len(methods) * len(starts), unit="batch") as bar:
+    for i, method in enumerate(methods):
+      solve = jax.jit(lambda k, yb, m=method: solve_inverse_problem(
+          k, sde, score_fn, yb, A, (yb.shape[0],) + truth.shape[1:], method=m,
+          noise_std=scale * noise_std, **dict(options.get(m, {}))))
+      parts = []
+      for j, start in enumerate(starts):
+        bar.set_postfix(method=method)
+        x, count = solve(jax.random.fold_in(jax.random.fold_in(k_solve, i), j),
+                         y_model[start:start + batch_size])
+        nfe[method] = int(count)
+        parts.append(np.asarray(jnp.clip((x - offset) / scale, 0.0, 1.0)))
+        bar.update(1)
+      images[method] = np.concatenate(parts)
   truth_np = np.asarray(truth)
   return Reconstructions(
       truth=truth_np, images=images,
@@ -168,8 +180,7 @@ class InverseSettings:
     inv, s = config.sampling.inverse, config.sampling
     pc = {"predictor": s.predictor, "corrector": s.corrector, "snr": float(s.snr),
           "n_corrector_steps": int(s.n_steps_each), "eps": float(s.eps)}
-    settings = {k: inv[k] for k in ("n_angles", "acceleration", "center_fraction", "mask_seed",
-                                     "keep_fraction", "factor", "blur_std") if k in inv}
+    settings = {k: inv[k] for k in OPERATOR_SETTINGS.get(str(inv.operator), ()) if k in inv}
     options = {"projection": dict(pc, lam=float(inv.projection_lam)),
                "pigdm": dict(pc),
                "dps": {"predictor": s.predictor, "eps": float(s.eps),
