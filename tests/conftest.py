@@ -68,6 +68,7 @@ DIGITS_DEMOS = {
     "test_digits_guidance.py::test_classifier_guidance_gives_the_requested_digits",
     "test_digits_guidance.py::test_classifier_free_guidance_gives_the_requested_digits",
     "test_digits_guidance.py::test_inpainting_lower_halves_keeps_the_digit",
+    "test_examples.py::test_noise_scale_ablation_reproduces_both_techniques",
 }
 
 
