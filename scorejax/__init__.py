@@ -11,3 +11,7 @@ See docs/design.md for the map.
 """
 
 __version__ = "0.1.0"
+
+from scorejax import xla_cpu_defaults as _xla_cpu_defaults
+
+_xla_cpu_defaults.apply()  # before any backend starts (scorejax/xla_cpu_defaults.py)

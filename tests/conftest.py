@@ -20,6 +20,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_NUMPY_RANK_PROMOTION", "raise")
 
+import scorejax  # noqa: E402,F401  (its XLA:CPU defaults, before any backend starts)
+
 
 # Tests whose checks are also made, more cheaply, by a fast test of the same module and
 # mode: the full suite runs them, the fast tier (`-m "not slow"`, <= 3 min on 2 cores)
