@@ -16,7 +16,8 @@ Command:
 
 Expected: 2000 steps in about 6 minutes on a 2-core CPU (measured: 6m15s at
 ~6.2 steps/s, compilation and both sample grids included; 12 minutes when other
-jobs share the two cores). Sample grids of 64 EMA samples land in
+jobs share the two cores; ~10.5 minutes at ~3.7 steps/s on 2026-11-26, when the same
+2-core VM ran matmuls at 82-106 GFLOP/s instead of 137). Sample grids of 64 EMA samples land in
 `runs/digits/samples/step_00001000.png` and `step_00002000.png` (with `.npy`
 arrays next to them); metrics in `runs/digits/metrics.jsonl` (training loss
 every 50 steps, test-split `eval_loss` every 250) and TensorBoard. The final grid

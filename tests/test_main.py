@@ -3,7 +3,8 @@ train / sample / likelihood modes, preemption (SIGKILL / SIGTERM), multi-process
 
 The fast tier (`-m "not slow"`) keeps one CLI run per mode on the toy config (train,
 sample, likelihood) and two refused commands; the preemption, multi-process and
-corrupt-checkpoint runs and the U-Net configs are `slow` (the full suite runs them).
+corrupt-checkpoint runs and the U-Net configs are `slow` (the full suite runs them: one
+config per network trains two real steps, the others trace their steps, TRAINED_U_NETS).
 
 Everything goes through the real entry points: `scorejax.training.train_and_evaluate`
 in-process (the config sweep, with `tfds.testing.mock_data` for TFDS datasets) and
