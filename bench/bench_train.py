@@ -91,9 +91,7 @@ def bench_config(name: str, arg: str, batch: int | None, reps: int, loop_steps: 
   state = jax.jit(lambda k: training.init_state(c, k))(jax.random.key(0))
   n_params = sum(p.size for p in jax.tree.leaves(state.params))
   x = jax.random.uniform(jax.random.key(1), (b,) + c.data_shape)
-  step = jax.jit(setup.with_scaler(training.make_train_step(c.loss_fn, c.optimizer,
-                                                            float(config.model.ema_rate)),
-                                   c.scaler))
+  step = jax.jit(setup.scaled_train_step(c, float(config.model.ema_rate)))
   key = jax.random.key(2)
   cold, warm, compiled = _compile_cold_and_warm(step, state, x, key)
   flops = _flops(compiled)

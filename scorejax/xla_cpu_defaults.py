@@ -10,8 +10,9 @@ with `jax.profiler` on configs/digits.py; docs/training.md, "Speed on CPU"):
   NCSN++ (ve_cifar10), batch 8          10.10 s                     8.34 s
 
 So `import scorejax` adds `--xla_cpu_experimental_ynn_fusion_type=` (no YNNPACK fusion
-types) to `XLA_FLAGS`, unless the variable already names that flag: to keep JAX's
-default, set it yourself, e.g. `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=dot`.
+types) to `XLA_FLAGS`, unless the variable already names that flag: to choose the
+YNNPACK fusions yourself, set it, e.g.
+`XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_convolution,individual_dot`.
 XLA reads `XLA_FLAGS` once, when the first backend starts: a program that has already
 run a JAX computation before importing scorejax keeps the flags it started with.
 The option concerns the CPU backend only; GPU and TPU compilation is unaffected. The

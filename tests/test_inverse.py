@@ -362,6 +362,9 @@ def test_inverse_settings_name_only_what_their_operator_reads():
   from configs import digits
   from scorejax.evaluation import inverse as inverse_eval
   assert set(inverse_eval.OPERATOR_SETTINGS) == set(inverse_eval.OPERATOR_BUILDERS)
+  assert inverse_eval.OPERATOR_SETTINGS["radon"] == ("n_angles",)
+  assert inverse_eval.OPERATOR_SETTINGS["fourier"] == ("acceleration", "center_fraction",
+                                                       "mask_seed")
   config = digits.get_config()
   for name in ("radon", "fourier"):
     with config.unlocked():

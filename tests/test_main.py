@@ -242,9 +242,9 @@ def _is_mlp(name: str) -> bool:
 def _config_params():
   params = []
   for name in _config_names():
-    if _is_mlp(name) or name in TRAINED_U_NETS:
-      marks = [] if _is_mlp(name) else [pytest.mark.slow]
-      params.append(pytest.param(name, id=name, marks=marks))
+    mlp = _is_mlp(name)
+    if mlp or name in TRAINED_U_NETS:
+      params.append(pytest.param(name, id=name, marks=[] if mlp else [pytest.mark.slow]))
   return params
 
 
@@ -265,7 +265,6 @@ def test_config_traces_its_steps(name):
   updated state of exactly the initial state's structure and shapes."""
   from scorejax import config_check
   from scorejax.training import setup
-  from scorejax.training.step import make_eval_step, make_train_step
 
   config = _load_config(name)
   config_check.validate(config)
@@ -276,15 +275,13 @@ def test_config_traces_its_steps(name):
   batch = images
   if setup.num_classes(config):
     batch = {"image": images, "label": jax.ShapeDtypeStruct((2,), np.int32)}
-  step = setup.with_scaler(make_train_step(c.loss_fn, c.optimizer, float(config.model.ema_rate)),
-                           c.scaler)
+  step = setup.scaled_train_step(c, float(config.model.ema_rate))
   new_state, metrics = jax.eval_shape(step, state, batch, key)
   assert jax.tree.structure(new_state) == jax.tree.structure(state)
   assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state) == \
       jax.tree.map(lambda a: (a.shape, a.dtype), state)
   assert metrics["loss"].shape == () and metrics["grad_norm"].shape == ()
-  eval_metrics = jax.eval_shape(setup.with_scaler(make_eval_step(c.eval_loss_fn), c.scaler),
-                                state, batch, key)
+  eval_metrics = jax.eval_shape(setup.scaled_eval_step(c), state, batch, key)
   assert eval_metrics["eval_loss"].shape == ()
 
 

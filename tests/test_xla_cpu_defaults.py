@@ -1,5 +1,5 @@
-"""scorejax.xla_cpu_defaults: the XLA:CPU option `import scorejax` sets, and how a user keeps
-JAX's default."""
+"""scorejax.xla_cpu_defaults: the XLA:CPU option `import scorejax` sets, and that a
+user's own setting of it wins."""
 
 import os
 

@@ -16,6 +16,7 @@ The classical baselines read the physical measurements; the solvers the model's.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 from typing import Any, Callable, Mapping, Sequence
@@ -65,10 +66,12 @@ OPERATOR_BUILDERS: Mapping[str, Callable[..., LinearOperator]] = {
 }
 
 
-# The config fields (`sampling.inverse.*`) each operator reads.
+# The settings (config fields `sampling.inverse.*`) each operator reads: its builder's
+# keyword arguments.
 OPERATOR_SETTINGS: Mapping[str, tuple[str, ...]] = {
-    "radon": ("n_angles",), "fourier": ("acceleration", "center_fraction", "mask_seed"),
-    "mask": ("keep_fraction", "mask_seed"), "downsample": ("factor",), "blur": ("blur_std",),
+    name: tuple(p.name for p in inspect.signature(build).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    for name, build in OPERATOR_BUILDERS.items()
 }
 
 
@@ -132,12 +135,12 @@ def reconstruct(key: Array, sde: sde_lib.SDE, score_fn: Callable[[Array, Array],
   starts = range(0, b, batch_size)
   with progress.bar(desc="reconstruct", total=len(methods) * len(starts), unit="batch") as bar:
     for i, method in enumerate(methods):
+      bar.set_postfix(method=method)
       solve = jax.jit(lambda k, yb, m=method: solve_inverse_problem(
           k, sde, score_fn, yb, A, (yb.shape[0],) + truth.shape[1:], method=m,
           noise_std=scale * noise_std, **dict(options.get(m, {}))))
       parts = []
       for j, start in enumerate(starts):
-        bar.set_postfix(method=method)
         x, count = solve(jax.random.fold_in(jax.random.fold_in(k_solve, i), j),
                          y_model[start:start + batch_size])
         nfe[method] = int(count)

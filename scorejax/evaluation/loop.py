@@ -79,7 +79,6 @@ from scorejax.sampling import get_sampling_fn
 from scorejax.training import checkpoint, parallel, setup
 from scorejax.training.setup import Components
 from scorejax.training.state import TrainState
-from scorejax.training.step import make_eval_step
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +290,7 @@ def eval_loss(c: Components, state: TrainState, mesh, batches, *, seed: int,
   `num_batches` of them if known: the progress bar's total)."""
   check_batch_size(batch_size, mesh.devices.size)
   rep = parallel.replicated(mesh)
-  step_fn = jax.jit(setup.with_scaler(make_eval_step(c.eval_loss_fn), c.scaler),
+  step_fn = jax.jit(setup.scaled_eval_step(c),
                     in_shardings=(rep, parallel.batch_sharded(mesh), rep), out_shardings=rep)
   key = jax.random.fold_in(jax.random.key(seed), _LOSS_TAG)
   losses = [float(step_fn(state, parallel.global_batch(batch, mesh), jax.random.fold_in(key, b))["eval_loss"])

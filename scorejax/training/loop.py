@@ -35,9 +35,9 @@ from scorejax.training import checkpoint, parallel, run_config, run_lock
 from scorejax.training.guard import DivergenceGuard, NonFiniteLossError
 from scorejax.training.setup import (Components, SampleSettings, build_components, init_state,
                                      make_snapshot_sampler, num_classes, save_snapshot_samples,
-                                     with_scaler)
+                                     scaled_eval_step, scaled_train_step)
 from scorejax.training.state import TrainState
-from scorejax.training.step import make_eval_step, make_multi_step, make_train_step
+from scorejax.training.step import make_multi_step
 
 log = logging.getLogger(__name__)
 Array = jax.Array
@@ -253,10 +253,10 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
     on_start(start_step)
 
   train_steps = jax.jit(
-      make_multi_step(with_scaler(make_train_step(c.loss_fn, c.optimizer, s.ema_rate), c.scaler)),
+      make_multi_step(scaled_train_step(c, s.ema_rate)),
       in_shardings=(rep, parallel.stacked_batch_sharded(mesh), None, rep),
       out_shardings=(rep, rep), donate_argnums=(0,))
-  eval_step = jax.jit(with_scaler(make_eval_step(c.eval_loss_fn), c.scaler),
+  eval_step = jax.jit(scaled_eval_step(c),
                       in_shardings=(rep, parallel.batch_sharded(mesh), rep), out_shardings=rep)
   copy_state = jax.jit(_copy_state, out_shardings=rep)
   # Several fake CPU devices can deadlock XLA's CPU all-reduce if many steps are in

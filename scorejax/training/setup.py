@@ -4,7 +4,8 @@ The config edge: `build_components(config)` turns the config into objects (SDE,
 model, optimizer, losses, the data shape the config states, scalers) without
 touching the data, and `SampleSettings.from_config` reads how sample grids are
 drawn. Everything below takes these typed values: `init_state` / `load_state`
-give the parameters, `ema_score_fn` the score function of the EMA parameters,
+give the parameters, `scaled_train_step` / `scaled_eval_step` the run's steps,
+`ema_score_fn` the score function of the EMA parameters,
 `make_snapshot_sampler` / `save_snapshot_samples` the sample grid (or 2-D figures)
 of a state.
 """
@@ -28,6 +29,7 @@ from scorejax.report.writer import MetricsWriter
 from scorejax.sampling import get_sampling_fn
 from scorejax.training import checkpoint, optim, parallel
 from scorejax.training.state import TrainState
+from scorejax.training.step import make_eval_step, make_train_step
 
 Array = jax.Array
 
@@ -103,6 +105,17 @@ def with_scaler(step_fn: Callable, scaler: Callable[[Array], Array]) -> Callable
   def scaled_step(state, batch, key):
     return step_fn(state, scale(batch), key)
   return scaled_step
+
+
+def scaled_train_step(c: Components, ema_rate: float) -> Callable:
+  """The run's `train_step(state, batch, key)` on [0, 1] batches: `c`'s loss, optimizer and
+  scaler, EMA at `ema_rate` (the training loop jits it; tools and tests trace or time it)."""
+  return with_scaler(make_train_step(c.loss_fn, c.optimizer, ema_rate), c.scaler)
+
+
+def scaled_eval_step(c: Components) -> Callable:
+  """The run's `eval_step(state, batch, key)` on [0, 1] batches: the EMA parameters' loss."""
+  return with_scaler(make_eval_step(c.eval_loss_fn), c.scaler)
 
 
 def ema_score_fn(c: Components, state: TrainState):
