@@ -3,11 +3,12 @@
   python bench/bench_train.py                       # full-size ve_cifar10 and vp_cifar10, batch 8
   python bench/bench_train.py --smoke               # the `:smoke` networks (seconds)
   python bench/bench_train.py --configs digits --batch 64 --loop_steps 200
+  python bench/bench_train.py --dtype bfloat16 --batch 128   # mixed precision, on a GPU
 
 For each config, on whatever backend JAX picks (CPU unless an accelerator is present):
-  * matmul peak: float32 GFLOP/s of a square matmul measured in this run (the ceiling
-    the step is compared against; measured before each config, as the machine's state
-    may change);
+  * matmul peak: GFLOP/s of a square matmul in the network's compute dtype (`--dtype`,
+    `config.model.dtype`), measured in this run (the ceiling the step is compared
+    against; measured before each config, as the machine's state may change);
   * compile: the full training step (continuous DSM loss, backward, Adam with warm-up
     and clipping, EMA: `scorejax.training.make_train_step`) compiled cold (an empty
     persistent cache) and warm (loaded from the cache it just filled, as a rerun or
@@ -16,8 +17,9 @@ For each config, on whatever backend JAX picks (CPU unless an accelerator is pre
     achieved GFLOP/s and their ratio to the matmul peak;
   * loop (with --loop_steps n): steps/s of the real training loop
     (`scorejax.training.train_and_evaluate`: data, metrics, the divergence guard; no
-    evaluation or sample grids) against the bare jitted step's rate, from the
-    difference of two resumed runs of n and 2n steps (their fixed costs cancel);
+    evaluation or sample grids), from the difference of two resumed runs of n and 2n
+    steps (their fixed costs cancel), against the bare jitted step's rate over n steps
+    dispatched back to back (`chained_seconds`: a mean, as the loop's is);
   * sampler (with --sampler_steps): per-evaluation wall time of the Euler few-step
     sampler with the network against the bare forward pass at the same batch: the
     fraction of sampling time spent outside the network.
@@ -43,13 +45,16 @@ import numpy as np  # noqa: E402
 
 from _timing import median_seconds  # noqa: E402
 from scorejax import training  # noqa: E402
+from scorejax.models import precision  # noqa: E402
 from scorejax.sampling import few_step_sample  # noqa: E402
 from scorejax.training import setup  # noqa: E402
 
 
-def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
-  """float32 GFLOP/s of an n x n matmul, the best of `reps` (2 n^3 FLOPs each)."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+def matmul_peak_gflops(dtype=jnp.float32, n: int = 2048, reps: int = 5) -> float:
+  """GFLOP/s of an n x n matmul in `dtype`, the best of `reps` (2 n^3 FLOPs each); n grows
+  to 8192 on an accelerator, where 2048 does not fill the chip."""
+  n = n if jax.default_backend() == "cpu" else 4 * n
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   f = jax.jit(lambda x, y: x @ y)
   jax.block_until_ready(f(a, a))
   best = float("inf")
@@ -60,43 +65,62 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
   return 2 * n**3 / best / 1e9
 
 
-def _flops(compiled) -> float:
-  cost = compiled.cost_analysis()
+def _flops(fn, *args) -> float:
+  """FLOPs of jitted `fn` at `args` from XLA's cost analysis of its HLO lowered for the CPU
+  (the same on every backend): on a GPU the compiled program's convolutions become library
+  calls that the compiled program's cost analysis does not count."""
+  cost = fn.trace(*args).lower(lowering_platforms=("cpu",)).cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0] if cost else {}
   return float((cost or {}).get("flops", float("nan")))
 
 
 def _compile_cold_and_warm(fn, *args) -> tuple[float, float, object]:
-  """(cold, warm) compile seconds: compiled, then loaded from the persistent cache that
-  `main` points at an empty directory for this process."""
+  """(cold, warm) compile seconds and the compiled program: compiled, then
+  (in-memory caches cleared) loaded from the persistent cache that `main` points at an
+  empty directory for this process, as a rerun or resume does."""
   lowered = fn.lower(*args)
   start = time.perf_counter()
   compiled = lowered.compile()
   cold = time.perf_counter() - start
+  jax.clear_caches()
   start = time.perf_counter()
   fn.lower(*args).compile()
   warm = time.perf_counter() - start
   return cold, warm, compiled
 
 
+def chained_seconds(step, state, x, key, n: int) -> float:
+  """Mean seconds per step of `n` steps dispatched back to back, each on the state the one
+  before returned, waited on once: the bare step run as the loop runs it (the same statistic,
+  a mean over every step, slow ones included, and the same overlap of dispatch and compute)."""
+  state, _ = step(state, x, key)
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  for _ in range(n):
+    state, metrics = step(state, x, key)
+  jax.block_until_ready((state, metrics))
+  return (time.perf_counter() - start) / n
+
+
 def bench_config(name: str, arg: str, batch: int | None, reps: int, loop_steps: int,
-                 sampler_steps: int) -> dict:
+                 sampler_steps: int, dtype: str = "float32") -> dict:
   config = importlib.import_module(f"configs.{name}").get_config(arg)
   if batch:
     config.training.batch_size = batch
+  config.model.dtype = dtype
   b = int(config.training.batch_size)
   c = training.build_components(config)
-  peak = matmul_peak_gflops()
+  peak = matmul_peak_gflops(precision.compute_dtype(config))
   state = jax.jit(lambda k: training.init_state(c, k))(jax.random.key(0))
   n_params = sum(p.size for p in jax.tree.leaves(state.params))
   x = jax.random.uniform(jax.random.key(1), (b,) + c.data_shape)
   step = jax.jit(setup.scaled_train_step(c, float(config.model.ema_rate)))
   key = jax.random.key(2)
   cold, warm, compiled = _compile_cold_and_warm(step, state, x, key)
-  flops = _flops(compiled)
+  flops = _flops(step, state, x, key)
   step_s = median_seconds(lambda s: compiled(s, x, key)[1], state, reps=reps)
-  row = dict(config=f"{name}{':' + arg if arg else ''}", params_m=n_params / 1e6, batch=b,
+  row = dict(config=f"{name}{':' + arg if arg else ''}", params_m=n_params / 1e6, batch=b, dtype=dtype,
              peak_gflops=peak, compile_cold_s=cold, compile_warm_s=warm, step_s=step_s,
              step_gflop=flops / 1e9, gflops=flops / 1e9 / step_s,
              of_peak=flops / 1e9 / step_s / peak)
@@ -118,8 +142,9 @@ def bench_config(name: str, arg: str, batch: int | None, reps: int, loop_steps: 
       seconds.append(time.perf_counter() - start)
     loop_s = (seconds[1] - seconds[0]) / loop_steps
     shutil.rmtree(workdir, ignore_errors=True)
-    row.update(loop_steps_per_s=1 / loop_s, bare_steps_per_s=1 / step_s,
-               loop_overhead=loop_s / step_s - 1)
+    bare_s = chained_seconds(compiled, state, x, key, loop_steps)
+    row.update(loop_steps_per_s=1 / loop_s, bare_steps_per_s=1 / bare_s,
+               loop_overhead=loop_s / bare_s - 1)
 
   if sampler_steps:
     shape = (b,) + c.data_shape
@@ -140,6 +165,8 @@ def main() -> None:
   parser.add_argument("--configs", nargs="+", default=["ve_cifar10", "vp_cifar10"])
   parser.add_argument("--smoke", action="store_true", help="the configs' `:smoke` networks")
   parser.add_argument("--batch", type=int, default=8, help="0: the config's batch size")
+  parser.add_argument("--dtype", default="float32", choices=sorted(precision.COMPUTE_DTYPES),
+                      help="config.model.dtype: the networks' activations (mixed precision)")
   parser.add_argument("--reps", type=int, default=3)
   parser.add_argument("--loop_steps", type=int, default=0, help="also time the training loop")
   parser.add_argument("--sampler_steps", type=int, default=0,
@@ -154,9 +181,10 @@ def main() -> None:
         f"devices={jax.device_count()} cpus={os.cpu_count()} jax={jax.__version__}")
   for name in args.configs:
     row = bench_config(name, "smoke" if args.smoke else "", args.batch or None, args.reps,
-                       args.loop_steps, args.sampler_steps)
-    print(f"\n{row['config']}: {row['params_m']:.1f} M params, batch {row['batch']}")
-    print(f"  matmul peak (in run)     {row['peak_gflops']:8.1f} GFLOP/s")
+                       args.loop_steps, args.sampler_steps, args.dtype)
+    print(f"\n{row['config']}: {row['params_m']:.1f} M params, batch {row['batch']}, "
+          f"{row['dtype']} activations")
+    print(f"  matmul peak (in run)     {row['peak_gflops']:8.1f} GFLOP/s ({row['dtype']})")
     print(f"  compile cold / warm      {row['compile_cold_s']:8.1f} s / {row['compile_warm_s']:.1f} s")
     print(f"  train step               {row['step_s']:8.3f} s   {row['step_gflop']:.1f} GFLOP   "
           f"{row['gflops']:.1f} GFLOP/s = {100 * row['of_peak']:.0f}% of the matmul peak")

@@ -45,6 +45,8 @@ def _unet() -> dict[str, Any]:
       attn_resolutions=(16,),           # resolutions (px) with self-attention
       resamp_with_conv=True,            # convolutions in the up/down-sampling layers
       conditional=True,                 # time-conditional residual blocks
+      dtype="float32",                  # activations: 'float32' | 'bfloat16' (mixed precision on
+                                        # accelerators; parameters stay float32; scorejax.models.precision)
   )
 
 

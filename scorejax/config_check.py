@@ -14,6 +14,7 @@ import math
 import jax
 
 from scorejax import models
+from scorejax.models import precision
 from scorejax import sde as sde_lib
 from scorejax import time_sampling
 from scorejax.sampling import CORRECTORS, FEW_STEP_METHODS, PREDICTORS, SAMPLING_METHODS
@@ -41,6 +42,10 @@ def validate(config, *, device_count: int | None = None) -> None:
     raise ConfigError(f"config.training.sde={t.sde!r} is not one of {sorted(sde_lib.SDES)}")
   if m.name not in models.ARCHITECTURES:
     raise ConfigError(f"config.model.name={m.name!r} is not one of {sorted(models.ARCHITECTURES)}")
+  try:
+    precision.compute_dtype(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   has_chain = sde_lib.SDES[sde_name].chain is not None  # score_sde's SMLD / DDPM chains
   if not t.continuous:
     if not has_chain:

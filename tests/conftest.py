@@ -48,6 +48,8 @@ SLOW_IN_FULL_SUITE_ONLY = {
     "test_main.py::test_config_trains_two_steps[toy_2d]",
     "test_likelihood.py::test_exact_score_matches_closed_form[vp-32d]",
     "test_faults_training.py::test_steps_per_dispatch_change_nothing_but_the_dispatches",
+    "test_precision.py::test_bfloat16_network_computes_its_body_in_bfloat16[vp_cifar10]",
+    "test_precision.py::test_bfloat16_network_computes_its_body_in_bfloat16[ddpm_cifar10]",
 }
 
 

@@ -62,10 +62,13 @@ def _set(config, **fields):
     ({"training__batch_size": 0}, ["config.training.batch_size=0 must be positive"]),
     ({"training__snapshot_freq_for_preemption": -1},
      ["config.training.snapshot_freq_for_preemption=-1 must be positive"]),
+    ({"model__dtype": "bfloat16"},  # the toy MLP computes in float32 only
+     ["config.model.dtype='bfloat16'", "'ncsnpp'", "--config.model.dtype=float32"]),
 ], ids=["unknown_sde", "unknown_model", "subvp_discrete", "cosine_discrete",
         "likelihood_weighting_discrete", "importance_without_likelihood_weighting",
         "importance_discrete", "unknown_time_sampling", "unknown_method", "unknown_predictor", "unknown_corrector",
-        "no_predictor_no_corrector", "ancestral_subvp", "zero_batch", "negative_preemption_freq"])
+        "no_predictor_no_corrector", "ancestral_subvp", "zero_batch", "negative_preemption_freq",
+        "mixed_precision_mlp"])
 def test_bad_field_is_named_with_its_fix(fields, expected):
   config = _set(_toy(), **fields)
   with pytest.raises(config_check.ConfigError) as info:

@@ -39,6 +39,8 @@ ADDED = {
     "sampling.n_steps": 20,       # steps of a few-step sampling.method
     "sampling.schedule": "default",  # its time grid ('default': the method's own)
 }
+# New in the configs of the networks with mixed precision (NCSN++, DDPM++, DDPM; issue 13).
+ADDED_MIXED_PRECISION = {"model.dtype": "float32"}  # the activations; 'bfloat16' on accelerators
 # New fields whose value is a config's own choice, checked only to be a positive int.
 ADDED_POSITIVE_INT = (
     "training.n_jitted_steps",    # training steps per dispatch (score_sde's field, issue 13)
@@ -106,6 +108,10 @@ def test_resolved_config_matches_snapshot(entry):
     elif (type(actual[field]), actual[field]) != (type(value), value):
       problems.append(f"{field}: {_show(actual[field])}, should be {_show(value)}")
     actual.pop(field, None)
+  if actual.get("model.name") in ("ncsnpp", "ddpm"):
+    for field, value in ADDED_MIXED_PRECISION.items():
+      if field not in expected and actual.pop(field, "<absent>") != value:
+        problems.append(f"{field}: should be {_show(value)}")
   for field in ADDED_POSITIVE_INT:
     if field in actual and field not in expected:
       value = actual.pop(field)

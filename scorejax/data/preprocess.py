@@ -98,9 +98,13 @@ def augment_example(image: np.ndarray, seed: Sequence[int], *, random_flip: bool
   Returns:
     float32 image of the same shape.
   """
+  x = image.astype(np.float32)  # = 255 * (image / 255), score_sde's convert_image_dtype then * 255
+  if not (random_flip or uniform_dequantization):
+    # Nothing random: no generator (seeding one costs more than the rest of the example,
+    # and the loader threads share the training step's cores; configs/digits.py).
+    return x / np.float32(255.0)
   rng = np.random.default_rng(list(seed))
   flip = rng.random() < 0.5  # always drawn, so the noise below doesn't depend on random_flip
-  x = image.astype(np.float32)  # = 255 * (image / 255), score_sde's convert_image_dtype then * 255
   if random_flip and flip:
     x = x[:, ::-1]
   if uniform_dequantization:

@@ -32,24 +32,26 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from scorejax.models import precision
 from scorejax.models.convert import convert_state_dict
 from scorejax.models.layers import (NIN, add_class_embedding, default_init, get_act,
-                                    get_timestep_embedding)
+                                    get_timestep_embedding, softmax_f32)
 from scorejax.sde import ncsn_sigmas
 
 Array = jax.Array
 
 
-def _group_norm(name: str) -> nn.GroupNorm:
+def _group_norm(name: str, dtype: Any) -> nn.GroupNorm:
   # DDPM's fixed 32 groups (NCSN++'s `layers.group_norm` uses min(C // 4, 32));
-  # two-pass variance, as torch's GroupNorm computes it.
-  return nn.GroupNorm(num_groups=32, epsilon=1e-6, use_fast_variance=False, name=name)
+  # two-pass variance, as torch's GroupNorm computes it; statistics in float32.
+  return nn.GroupNorm(num_groups=32, epsilon=1e-6, use_fast_variance=False, dtype=dtype,
+                      name=name)
 
 
-def _conv3x3(features: int, name: str, init_scale: float = 1.0, stride: int = 1,
+def _conv3x3(features: int, name: str, dtype: Any, init_scale: float = 1.0, stride: int = 1,
              padding: Any = ((1, 1), (1, 1))) -> nn.Conv:
   return nn.Conv(features, (3, 3), strides=(stride, stride), padding=padding,
-                 kernel_init=default_init(init_scale), name=name)
+                 kernel_init=default_init(init_scale), dtype=dtype, name=name)
 
 
 class AttnBlock(nn.Module):
@@ -58,18 +60,19 @@ class AttnBlock(nn.Module):
   softmax(q k^T / sqrt(C)) v on GroupNorm(x), then a zero-initialised output projection
   (Ho et al. 2020, App. B; Wang et al. 2018 non-local block).
   """
+  dtype: Any = jnp.float32  # activations (scorejax.models.precision)
 
   @nn.compact
   def __call__(self, x_BxHxWxC: Array) -> Array:
     B, H, W, C = x_BxHxWxC.shape
-    h = _group_norm("GroupNorm_0")(x_BxHxWxC)
-    q = NIN(C, name="NIN_0")(h)
-    k = NIN(C, name="NIN_1")(h)
-    v = NIN(C, name="NIN_2")(h)
+    h = _group_norm("GroupNorm_0", self.dtype)(x_BxHxWxC)
+    q = NIN(C, name="NIN_0", dtype=self.dtype)(h)
+    k = NIN(C, name="NIN_1", dtype=self.dtype)(h)
+    v = NIN(C, name="NIN_2", dtype=self.dtype)(h)
     logits = jnp.einsum("bhwc,bijc->bhwij", q, k) * (C ** -0.5)
-    weights = jax.nn.softmax(logits.reshape(B, H, W, H * W), axis=-1).reshape(B, H, W, H, W)
+    weights = softmax_f32(logits.reshape(B, H, W, H * W), axis=-1).reshape(B, H, W, H, W)
     h = jnp.einsum("bhwij,bijc->bhwc", weights, v)
-    h = NIN(C, init_scale=0.0, name="NIN_3")(h)
+    h = NIN(C, init_scale=0.0, name="NIN_3", dtype=self.dtype)(h)
     return x_BxHxWxC + h
 
 
@@ -79,12 +82,13 @@ class Downsample(nn.Module):
   The asymmetric pad emulates TensorFlow's 'SAME' padding of the original DDPM.
   """
   with_conv: bool
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxHxWxC: Array) -> Array:
     B, H, W, C = x_BxHxWxC.shape
     if self.with_conv:
-      h = _conv3x3(C, "Conv_0", stride=2, padding=((0, 1), (0, 1)))(x_BxHxWxC)
+      h = _conv3x3(C, "Conv_0", self.dtype, stride=2, padding=((0, 1), (0, 1)))(x_BxHxWxC)
     else:
       h = jnp.pad(x_BxHxWxC, ((0, 0), (0, 1), (0, 1), (0, 0)))
       h = nn.avg_pool(h, (2, 2), strides=(2, 2))
@@ -95,12 +99,13 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
   """Doubles the resolution: nearest-neighbour, then (optionally) a 3x3 conv."""
   with_conv: bool
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxHxWxC: Array) -> Array:
     h = jnp.repeat(jnp.repeat(x_BxHxWxC, 2, axis=1), 2, axis=2)
     if self.with_conv:
-      h = _conv3x3(x_BxHxWxC.shape[-1], "Conv_0")(h)
+      h = _conv3x3(x_BxHxWxC.shape[-1], "Conv_0", self.dtype)(h)
     return h
 
 
@@ -113,20 +118,21 @@ class ResnetBlock(nn.Module):
   out_ch: int
   dropout: float
   act: Callable[[Array], Array] = nn.swish
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxHxWxC: Array, temb_BxT: Array | None, train: bool) -> Array:
-    in_ch = x_BxHxWxC.shape[-1]
-    h = self.act(_group_norm("GroupNorm_0")(x_BxHxWxC))
-    h = _conv3x3(self.out_ch, "Conv_0")(h)
+    in_ch, dt = x_BxHxWxC.shape[-1], self.dtype
+    h = self.act(_group_norm("GroupNorm_0", dt)(x_BxHxWxC))
+    h = _conv3x3(self.out_ch, "Conv_0", dt)(h)
     if temb_BxT is not None:
-      h = h + nn.Dense(self.out_ch, kernel_init=default_init(), name="Dense_0")(
+      h = h + nn.Dense(self.out_ch, kernel_init=default_init(), dtype=dt, name="Dense_0")(
           self.act(temb_BxT))[:, None, None, :]
-    h = self.act(_group_norm("GroupNorm_1")(h))
+    h = self.act(_group_norm("GroupNorm_1", dt)(h))
     h = nn.Dropout(self.dropout)(h, deterministic=not train)
-    h = _conv3x3(self.out_ch, "Conv_1", init_scale=0.0)(h)
+    h = _conv3x3(self.out_ch, "Conv_1", dt, init_scale=0.0)(h)
     if in_ch != self.out_ch:
-      x_BxHxWxC = NIN(self.out_ch, name="NIN_0")(x_BxHxWxC)
+      x_BxHxWxC = NIN(self.out_ch, name="NIN_0", dtype=dt)(x_BxHxWxC)
     return x_BxHxWxC + h
 
 
@@ -179,13 +185,15 @@ class DDPM(nn.Module):
   sigma_max: float = 50.0
   num_scales: int = 1000
   num_classes: int = 0                 # > 0: label-conditional (layers.ClassEmbedding)
+  dtype: Any = jnp.float32             # activations (scorejax.models.precision); output float32
 
   @nn.compact
   def __call__(self, x_BxHxWxC: Array, labels: Array, train: bool,
                class_labels: Array | None = None) -> Array:
     act = get_act(self.nonlinearity)
     nf, levels = self.nf, len(self.ch_mult)
-    block = lambda out_ch, name: ResnetBlock(out_ch, self.dropout, act, name=name)
+    dt = self.dtype
+    block = lambda out_ch, name: ResnetBlock(out_ch, self.dropout, act, dtype=dt, name=name)
 
     temb = get_timestep_embedding(labels, nf)
     temb = nn.Dense(4 * nf, kernel_init=default_init(), name="temb_dense_0")(temb)
@@ -193,21 +201,22 @@ class DDPM(nn.Module):
     temb = add_class_embedding(temb, class_labels, self.num_classes)
 
     h = x_BxHxWxC if self.centered else 2.0 * x_BxHxWxC - 1.0
+    h = h.astype(dt)
 
     # Down: every res block's output (and every downsampled map) is a skip.
-    hs = [_conv3x3(nf, "conv_in")(h)]
+    hs = [_conv3x3(nf, "conv_in", dt)(h)]
     for i in range(levels):
       for j in range(self.num_res_blocks):
         h = block(nf * self.ch_mult[i], f"down{i}_res{j}")(hs[-1], temb, train)
         if h.shape[2] in self.attn_resolutions:
-          h = AttnBlock(name=f"down{i}_attn{j}")(h)
+          h = AttnBlock(dtype=dt, name=f"down{i}_attn{j}")(h)
         hs.append(h)
       if i != levels - 1:
-        hs.append(Downsample(self.resamp_with_conv, name=f"down{i}_downsample")(hs[-1]))
+        hs.append(Downsample(self.resamp_with_conv, dtype=dt, name=f"down{i}_downsample")(hs[-1]))
 
     h = hs[-1]
     h = block(h.shape[-1], "mid_res0")(h, temb, train)
-    h = AttnBlock(name="mid_attn")(h)
+    h = AttnBlock(dtype=dt, name="mid_attn")(h)
     h = block(h.shape[-1], "mid_res1")(h, temb, train)
 
     # Up: num_res_blocks + 1 blocks per level, each concatenating one skip.
@@ -216,13 +225,14 @@ class DDPM(nn.Module):
         h = block(nf * self.ch_mult[i], f"up{i}_res{j}")(
             jnp.concatenate([h, hs.pop()], axis=-1), temb, train)
       if h.shape[2] in self.attn_resolutions:
-        h = AttnBlock(name=f"up{i}_attn")(h)
+        h = AttnBlock(dtype=dt, name=f"up{i}_attn")(h)
       if i != 0:
-        h = Upsample(self.resamp_with_conv, name=f"up{i}_upsample")(h)
+        h = Upsample(self.resamp_with_conv, dtype=dt, name=f"up{i}_upsample")(h)
     assert not hs
 
-    h = act(_group_norm("norm_out")(h))
-    h = _conv3x3(self.num_channels, "conv_out", init_scale=0.0)(h)
+    h = act(_group_norm("norm_out", dt)(h))
+    h = _conv3x3(self.num_channels, "conv_out", dt, init_scale=0.0)(h)
+    h = h.astype(jnp.float32)  # the output (and the loss) in float32
 
     if self.scale_by_sigma:
       sigmas = jnp.asarray(ncsn_sigmas(self.sigma_min, self.sigma_max, self.num_scales), h.dtype)
@@ -240,7 +250,7 @@ def build(config) -> DDPM:
       centered=bool(config.data.centered), nonlinearity=str(m.get("nonlinearity", "swish")),
       scale_by_sigma=bool(m.get("scale_by_sigma", False)), sigma_min=float(m.sigma_min),
       sigma_max=float(m.sigma_max), num_scales=int(m.num_scales),
-      num_classes=int(m.get("num_classes", 0)))
+      num_classes=int(m.get("num_classes", 0)), dtype=precision.compute_dtype(config))
 
 
 def image_size_multiple(config) -> tuple[int, str]:

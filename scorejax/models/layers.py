@@ -6,6 +6,12 @@ Each block mirrors one class of score_sde_pytorch's `layers.py` / `layerspp.py`
 by name. Generic helpers used by other architectures too: `default_init`,
 `get_timestep_embedding`, `conv3x3`, `conv1x1`, `NIN`, `ACTIVATIONS`.
 
+Every block takes `dtype`, the dtype of its activations and arithmetic (mixed
+precision, `config.model.dtype`; see `scorejax.models.precision`). Parameters are
+always stored in float32 and cast where used; GroupNorm statistics and attention
+softmax run in float32 whatever `dtype` is. With float32 (the default) every
+block computes exactly what it did before `dtype` existed.
+
 Conventions that differ from flax defaults and are needed for exact parity:
 * convolutions take explicit symmetric padding (torch `padding=1`), not 'SAME';
 * GroupNorm uses min(C // 4, 32) groups and eps 1e-6 (`group_norm`);
@@ -16,7 +22,7 @@ Conventions that differ from flax defaults and are needed for exact parity:
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -79,27 +85,35 @@ def get_timestep_embedding(timesteps: Array, embedding_dim: int,
 
 
 def conv3x3(features: int, stride: int = 1, init_scale: float = 1.0, padding: int = 1,
-            use_bias: bool = True, dilation: int = 1, name: Optional[str] = None) -> nn.Conv:
+            use_bias: bool = True, dilation: int = 1, name: Optional[str] = None,
+            dtype: Any = jnp.float32) -> nn.Conv:
   """3x3 convolution with DDPM init and explicit symmetric padding (torch semantics)."""
   return nn.Conv(features, kernel_size=(3, 3), strides=(stride, stride),
                  padding=((padding, padding), (padding, padding)),
                  kernel_dilation=(dilation, dilation), use_bias=use_bias,
                  kernel_init=default_init(init_scale), bias_init=nn.initializers.zeros,
-                 name=name)
+                 dtype=dtype, name=name)
 
 
 def conv1x1(features: int, stride: int = 1, init_scale: float = 1.0, use_bias: bool = True,
-            name: Optional[str] = None) -> nn.Conv:
+            name: Optional[str] = None, dtype: Any = jnp.float32) -> nn.Conv:
   """1x1 convolution with DDPM init."""
   return nn.Conv(features, kernel_size=(1, 1), strides=(stride, stride), padding="VALID",
                  use_bias=use_bias, kernel_init=default_init(init_scale),
-                 bias_init=nn.initializers.zeros, name=name)
+                 bias_init=nn.initializers.zeros, dtype=dtype, name=name)
 
 
-def group_norm(num_channels: int, name: Optional[str] = None) -> nn.GroupNorm:
-  """NCSN++'s GroupNorm: min(C // 4, 32) groups, eps 1e-6, affine."""
+def group_norm(num_channels: int, name: Optional[str] = None,
+               dtype: Any = jnp.float32) -> nn.GroupNorm:
+  """NCSN++'s GroupNorm: min(C // 4, 32) groups, eps 1e-6, affine; statistics in float32,
+  the result in `dtype`."""
   return nn.GroupNorm(num_groups=min(num_channels // 4, 32), epsilon=1e-6,
-                      use_fast_variance=False, name=name)
+                      use_fast_variance=False, dtype=dtype, name=name)
+
+
+def softmax_f32(logits: Array, axis: int = -1) -> Array:
+  """softmax computed in float32 (whatever the logits' dtype), returned in their dtype."""
+  return jax.nn.softmax(logits.astype(jnp.float32), axis=axis).astype(logits.dtype)
 
 
 class NIN(nn.Module):
@@ -109,13 +123,14 @@ class NIN(nn.Module):
   """
   num_units: int
   init_scale: float = 0.1
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     w = self.param("W", default_init(self.init_scale), (x.shape[-1], self.num_units))
     b = self.param("b", nn.initializers.zeros, (self.num_units,))
-    y = jnp.einsum("...c,cd->...d", x, w)
-    return y + per_channel(b, y)
+    y = jnp.einsum("...c,cd->...d", x.astype(self.dtype), w.astype(self.dtype))
+    return y + per_channel(b.astype(self.dtype), y)
 
 
 class ClassEmbedding(nn.Module):
@@ -181,10 +196,11 @@ class Combine(nn.Module):
   """Combines the input pyramid x into the feature map y: cat([conv1x1(x), y]) or sum."""
   features: int
   method: str = "cat"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, y: Array) -> Array:
-    h = conv1x1(self.features, name="Conv_0")(x)
+    h = conv1x1(self.features, name="Conv_0", dtype=self.dtype)(x)
     if self.method == "cat":
       return jnp.concatenate([h, y], axis=-1)
     if self.method == "sum":
@@ -200,21 +216,22 @@ class AttnBlockpp(nn.Module):
   """
   skip_rescale: bool = False
   init_scale: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     b, height, width, c = x.shape
-    h = group_norm(c, name="GroupNorm_0")(x)
-    q = NIN(c, name="NIN_0")(h)
-    k = NIN(c, name="NIN_1")(h)
-    v = NIN(c, name="NIN_2")(h)
+    h = group_norm(c, name="GroupNorm_0", dtype=self.dtype)(x)
+    q = NIN(c, name="NIN_0", dtype=self.dtype)(h)
+    k = NIN(c, name="NIN_1", dtype=self.dtype)(h)
+    v = NIN(c, name="NIN_2", dtype=self.dtype)(h)
     w = jnp.einsum("bhwc,bijc->bhwij", q, k) * (int(c) ** (-0.5))
-    w = jax.nn.softmax(w.reshape(b, height, width, height * width), axis=-1)
+    w = softmax_f32(w.reshape(b, height, width, height * width), axis=-1)
     w = w.reshape(b, height, width, height, width)
     h = jnp.einsum("bhwij,bijc->bhwc", w, v)
-    h = NIN(c, init_scale=self.init_scale, name="NIN_3")(h)
+    h = NIN(c, init_scale=self.init_scale, name="NIN_3", dtype=self.dtype)(h)
     if self.skip_rescale:
-      return (x + h) / np.sqrt(2.0)
+      return (x + h) / math.sqrt(2.0)
     return x + h
 
 
@@ -231,13 +248,15 @@ class FIRConv2d(nn.Module):
   resample_kernel: Sequence[int] = (1, 3, 3, 1)
   use_bias: bool = True
   init_scale: float = 1.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     assert not (self.up and self.down)
     assert self.kernel >= 1 and self.kernel % 2 == 1
     w = self.param("kernel", default_init(self.init_scale),
-                   (self.kernel, self.kernel, x.shape[-1], self.features))
+                   (self.kernel, self.kernel, x.shape[-1], self.features)).astype(self.dtype)
+    x = x.astype(self.dtype)
     if self.up:
       x = updown.upsample_conv_2d(x, w, k=self.resample_kernel)
     elif self.down:
@@ -247,7 +266,8 @@ class FIRConv2d(nn.Module):
       x = jax.lax.conv_general_dilated(x, w, (1, 1), [(p, p), (p, p)],
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if self.use_bias:
-      x = x + per_channel(self.param("bias", nn.initializers.zeros, (self.features,)), x)
+      x = x + per_channel(self.param("bias", nn.initializers.zeros,
+                                     (self.features,)).astype(self.dtype), x)
     return x
 
 
@@ -257,6 +277,7 @@ class Upsample(nn.Module):
   with_conv: bool = False
   fir: bool = False
   fir_kernel: Sequence[int] = (1, 3, 3, 1)
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -264,12 +285,12 @@ class Upsample(nn.Module):
     if not self.fir:
       h = updown.naive_upsample_2d(x, 2)
       if self.with_conv:
-        h = conv3x3(out_ch, name="Conv_0")(h)
+        h = conv3x3(out_ch, name="Conv_0", dtype=self.dtype)(h)
     elif not self.with_conv:
       h = updown.upsample_2d(x, self.fir_kernel, factor=2)
     else:
       h = FIRConv2d(out_ch, kernel=3, up=True, resample_kernel=self.fir_kernel,
-                    name="Conv2d_0")(x)
+                    dtype=self.dtype, name="Conv2d_0")(x)
     return h
 
 
@@ -280,6 +301,7 @@ class Downsample(nn.Module):
   with_conv: bool = False
   fir: bool = False
   fir_kernel: Sequence[int] = (1, 3, 3, 1)
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -289,7 +311,7 @@ class Downsample(nn.Module):
         # torch: F.pad(x, (0, 1, 0, 1)) then a VALID stride-2 conv.
         conv = nn.Conv(out_ch, kernel_size=(3, 3), strides=(2, 2), padding=((0, 1), (0, 1)),
                        kernel_init=default_init(), bias_init=nn.initializers.zeros,
-                       name="Conv_0")
+                       dtype=self.dtype, name="Conv_0")
         return conv(x)
       # torch pads a zero row/column before the 2x2 average pool; for even sizes
       # that padding is never read.
@@ -297,7 +319,7 @@ class Downsample(nn.Module):
     if not self.with_conv:
       return updown.downsample_2d(x, self.fir_kernel, factor=2)
     return FIRConv2d(out_ch, kernel=3, down=True, resample_kernel=self.fir_kernel,
-                     name="Conv2d_0")(x)
+                     dtype=self.dtype, name="Conv2d_0")(x)
 
 
 class ResnetBlockDDPMpp(nn.Module):
@@ -312,26 +334,28 @@ class ResnetBlockDDPMpp(nn.Module):
   dropout: float = 0.1
   skip_rescale: bool = False
   init_scale: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, temb: Optional[Array] = None, train: bool = False) -> Array:
     in_ch = x.shape[-1]
     out_ch = self.out_ch or in_ch
-    h = self.act(group_norm(in_ch, name="GroupNorm_0")(x))
-    h = conv3x3(out_ch, name="Conv_0")(h)
+    dt = self.dtype
+    h = self.act(group_norm(in_ch, name="GroupNorm_0", dtype=dt)(x))
+    h = conv3x3(out_ch, name="Conv_0", dtype=dt)(h)
     if temb is not None:
-      h = h + nn.Dense(out_ch, kernel_init=default_init(), name="Dense_0")(
+      h = h + nn.Dense(out_ch, kernel_init=default_init(), dtype=dt, name="Dense_0")(
           self.act(temb))[:, None, None, :]
-    h = self.act(group_norm(out_ch, name="GroupNorm_1")(h))
+    h = self.act(group_norm(out_ch, name="GroupNorm_1", dtype=dt)(h))
     h = nn.Dropout(self.dropout, name="Dropout_0")(h, deterministic=not train)
-    h = conv3x3(out_ch, init_scale=self.init_scale, name="Conv_1")(h)
+    h = conv3x3(out_ch, init_scale=self.init_scale, name="Conv_1", dtype=dt)(h)
     if in_ch != out_ch:
       if self.conv_shortcut:
-        x = conv3x3(out_ch, name="Conv_2")(x)
+        x = conv3x3(out_ch, name="Conv_2", dtype=dt)(x)
       else:
-        x = NIN(out_ch, name="NIN_0")(x)
+        x = NIN(out_ch, name="NIN_0", dtype=dt)(x)
     if self.skip_rescale:
-      return (x + h) / np.sqrt(2.0)
+      return (x + h) / math.sqrt(2.0)
     return x + h
 
 
@@ -351,12 +375,14 @@ class ResnetBlockBigGANpp(nn.Module):
   fir_kernel: Sequence[int] = (1, 3, 3, 1)
   skip_rescale: bool = True
   init_scale: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, temb: Optional[Array] = None, train: bool = False) -> Array:
     in_ch = x.shape[-1]
     out_ch = self.out_ch or in_ch
-    h = self.act(group_norm(in_ch, name="GroupNorm_0")(x))
+    dt = self.dtype
+    h = self.act(group_norm(in_ch, name="GroupNorm_0", dtype=dt)(x))
     if self.up:
       if self.fir:
         h = updown.upsample_2d(h, self.fir_kernel, factor=2)
@@ -371,15 +397,15 @@ class ResnetBlockBigGANpp(nn.Module):
       else:
         h = updown.naive_downsample_2d(h, factor=2)
         x = updown.naive_downsample_2d(x, factor=2)
-    h = conv3x3(out_ch, name="Conv_0")(h)
+    h = conv3x3(out_ch, name="Conv_0", dtype=dt)(h)
     if temb is not None:
-      h = h + nn.Dense(out_ch, kernel_init=default_init(), name="Dense_0")(
+      h = h + nn.Dense(out_ch, kernel_init=default_init(), dtype=dt, name="Dense_0")(
           self.act(temb))[:, None, None, :]
-    h = self.act(group_norm(out_ch, name="GroupNorm_1")(h))
+    h = self.act(group_norm(out_ch, name="GroupNorm_1", dtype=dt)(h))
     h = nn.Dropout(self.dropout, name="Dropout_0")(h, deterministic=not train)
-    h = conv3x3(out_ch, init_scale=self.init_scale, name="Conv_1")(h)
+    h = conv3x3(out_ch, init_scale=self.init_scale, name="Conv_1", dtype=dt)(h)
     if in_ch != out_ch or self.up or self.down:
-      x = conv1x1(out_ch, name="Conv_2")(x)
+      x = conv1x1(out_ch, name="Conv_2", dtype=dt)(x)
     if self.skip_rescale:
-      return (x + h) / np.sqrt(2.0)
+      return (x + h) / math.sqrt(2.0)
     return x + h

@@ -17,6 +17,7 @@ follow the torch attribute names, so `convert` is a renaming plus layout changes
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Optional, Sequence
 
 import flax.linen as nn
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scorejax.models import layers
+from scorejax.models import layers, precision
 from scorejax.models.convert import convert_state_dict
 
 Array = jax.Array
@@ -82,6 +83,7 @@ class NCSNpp(nn.Module):
   sigma_max: float = 50.0
   num_scales: int = 1000
   num_classes: int = 0                 # > 0: label-conditional (layers.ClassEmbedding)
+  dtype: Any = jnp.float32             # activations (scorejax.models.precision); output float32
 
   def sigmas(self) -> np.ndarray:
     """score_sde's `get_sigmas`: N geometrically spaced sigmas from sigma_max down to sigma_min."""
@@ -102,19 +104,19 @@ class NCSNpp(nn.Module):
       assert not (up or down)
       return layers.ResnetBlockDDPMpp(act=act, out_ch=out_ch, dropout=self.dropout,
                                       init_scale=self.init_scale,
-                                      skip_rescale=self.skip_rescale, name=name)
+                                      skip_rescale=self.skip_rescale, dtype=self.dtype, name=name)
     return layers.ResnetBlockBigGANpp(act=act, out_ch=out_ch, up=up, down=down,
                                       dropout=self.dropout, fir=self.fir,
                                       fir_kernel=tuple(self.fir_kernel),
                                       init_scale=self.init_scale,
-                                      skip_rescale=self.skip_rescale, name=name)
+                                      skip_rescale=self.skip_rescale, dtype=self.dtype, name=name)
 
   def _attn(self, name: str) -> nn.Module:
     return layers.AttnBlockpp(skip_rescale=self.skip_rescale, init_scale=self.init_scale,
-                              name=name)
+                              dtype=self.dtype, name=name)
 
   def _rescaled_sum(self, a: Array, b: Array) -> Array:
-    return (a + b) / np.sqrt(2.0) if self.skip_rescale else a + b
+    return (a + b) / math.sqrt(2.0) if self.skip_rescale else a + b
 
   @nn.compact
   def __call__(self, x: Array, labels: Array, train: bool = False,
@@ -146,10 +148,12 @@ class NCSNpp(nn.Module):
 
     if not self.centered:
       x = 2 * x - 1.0  # data in [0, 1] -> [-1, 1]
+    dt = self.dtype
+    x = x.astype(dt)
 
     # Downsampling path.
     input_pyramid = x if self.progressive_input != "none" else None
-    hs = [layers.conv3x3(nf, name="conv_in")(x)]
+    hs = [layers.conv3x3(nf, name="conv_in", dtype=dt)(x)]
     for i_level in range(num_levels):
       for i_block in range(self.num_res_blocks):
         h = self._resnet_block(f"down{i_level}_block{i_block}",
@@ -161,18 +165,19 @@ class NCSNpp(nn.Module):
       if i_level != num_levels - 1:
         if self.resblock_type == "ddpm":
           h = layers.Downsample(with_conv=self.resamp_with_conv, fir=self.fir,
-                                fir_kernel=fir_kernel, name=f"down{i_level}_resample")(hs[-1])
+                                fir_kernel=fir_kernel, dtype=dt,
+                                name=f"down{i_level}_resample")(hs[-1])
         else:
           h = self._resnet_block(f"down{i_level}_resample", down=True)(hs[-1], temb, train)
 
         if self.progressive_input == "input_skip":
           input_pyramid = layers.Downsample(with_conv=False, fir=self.fir,
-                                            fir_kernel=fir_kernel)(input_pyramid)
-          h = layers.Combine(features=h.shape[-1], method=self.progressive_combine,
+                                            fir_kernel=fir_kernel, dtype=dt)(input_pyramid)
+          h = layers.Combine(features=h.shape[-1], method=self.progressive_combine, dtype=dt,
                              name=f"down{i_level}_combine")(input_pyramid, h)
         elif self.progressive_input == "residual":
           input_pyramid = layers.Downsample(out_ch=h.shape[-1], with_conv=True, fir=self.fir,
-                                            fir_kernel=fir_kernel,
+                                            fir_kernel=fir_kernel, dtype=dt,
                                             name=f"down{i_level}_pyramid")(input_pyramid)
           input_pyramid = self._rescaled_sum(input_pyramid, h)
           h = input_pyramid
@@ -196,29 +201,30 @@ class NCSNpp(nn.Module):
       if self.progressive != "none":
         in_ch = h.shape[-1]
         if i_level == num_levels - 1:
-          pyramid = act(layers.group_norm(in_ch, name=f"up{i_level}_pyramid_norm")(h))
+          pyramid = act(layers.group_norm(in_ch, name=f"up{i_level}_pyramid_norm", dtype=dt)(h))
           if self.progressive == "output_skip":
-            pyramid = layers.conv3x3(channels, init_scale=self.init_scale,
+            pyramid = layers.conv3x3(channels, init_scale=self.init_scale, dtype=dt,
                                      name=f"up{i_level}_pyramid_conv")(pyramid)
           else:
-            pyramid = layers.conv3x3(in_ch, name=f"up{i_level}_pyramid_conv")(pyramid)
+            pyramid = layers.conv3x3(in_ch, name=f"up{i_level}_pyramid_conv", dtype=dt)(pyramid)
         elif self.progressive == "output_skip":
           pyramid = layers.Upsample(with_conv=False, fir=self.fir,
-                                    fir_kernel=fir_kernel)(pyramid)
-          pyramid_h = act(layers.group_norm(in_ch, name=f"up{i_level}_pyramid_norm")(h))
-          pyramid_h = layers.conv3x3(channels, init_scale=self.init_scale,
+                                    fir_kernel=fir_kernel, dtype=dt)(pyramid)
+          pyramid_h = act(layers.group_norm(in_ch, name=f"up{i_level}_pyramid_norm", dtype=dt)(h))
+          pyramid_h = layers.conv3x3(channels, init_scale=self.init_scale, dtype=dt,
                                      name=f"up{i_level}_pyramid_conv")(pyramid_h)
           pyramid = pyramid + pyramid_h
         else:  # 'residual'
           pyramid = layers.Upsample(out_ch=in_ch, with_conv=True, fir=self.fir,
-                                    fir_kernel=fir_kernel, name=f"up{i_level}_pyramid_up")(pyramid)
+                                    fir_kernel=fir_kernel, dtype=dt,
+                                    name=f"up{i_level}_pyramid_up")(pyramid)
           pyramid = self._rescaled_sum(pyramid, h)
           h = pyramid
 
       if i_level != 0:
         if self.resblock_type == "ddpm":
           h = layers.Upsample(with_conv=self.resamp_with_conv, fir=self.fir,
-                              fir_kernel=fir_kernel, name=f"up{i_level}_resample")(h)
+                              fir_kernel=fir_kernel, dtype=dt, name=f"up{i_level}_resample")(h)
         else:
           h = self._resnet_block(f"up{i_level}_resample", up=True)(h, temb, train)
 
@@ -226,8 +232,9 @@ class NCSNpp(nn.Module):
     if self.progressive == "output_skip":
       h = pyramid
     else:
-      h = act(layers.group_norm(h.shape[-1], name="norm_out")(h))
-      h = layers.conv3x3(channels, init_scale=self.init_scale, name="conv_out")(h)
+      h = act(layers.group_norm(h.shape[-1], name="norm_out", dtype=dt)(h))
+      h = layers.conv3x3(channels, init_scale=self.init_scale, name="conv_out", dtype=dt)(h)
+    h = h.astype(jnp.float32)  # the score (and the loss) in float32
 
     if self.scale_by_sigma:
       # The network models the score times sigma (App. H, "scale_by_sigma").
@@ -254,7 +261,8 @@ def build(config) -> NCSNpp:
       centered=bool(d.centered), num_channels=int(d.num_channels),
       image_size=int(d.image_size), nonlinearity=m.get("nonlinearity", "swish").lower(),
       sigma_min=float(m.sigma_min), sigma_max=float(m.sigma_max),
-      num_scales=int(m.num_scales), num_classes=int(m.get("num_classes", 0)))
+      num_scales=int(m.num_scales), num_classes=int(m.get("num_classes", 0)),
+      dtype=precision.compute_dtype(config))
 
 
 def image_size_multiple(config) -> tuple[int, str]:

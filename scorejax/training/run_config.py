@@ -35,7 +35,8 @@ IDENTITY_FIELDS = ("model", "data.dataset", "data.image_size", "data.num_channel
                    "data.centered", "data.toy_name", "training.sde", "training.continuous",
                    "training.reduce_mean", "training.likelihood_weighting",
                    "training.importance_weighting")
-IDENTITY_EXCEPTIONS = ("model.ema_rate", "model.dropout")  # change the continued training only
+# change the continued training only (model.dtype: the arithmetic, not the parameters)
+IDENTITY_EXCEPTIONS = ("model.ema_rate", "model.dropout", "model.dtype")
 HARMLESS_FIELDS = ("training.n_iters", "training.log_freq", "training.eval_freq",
                    "training.snapshot_freq", "training.snapshot_freq_for_preemption",
                    "training.snapshot_sampling", "training.snapshot_sample_count", "sampling", "eval",
