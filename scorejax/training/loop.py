@@ -304,8 +304,9 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
 
   n_stacked = s.n_jitted_steps
   if n_stacked > 1 and on_cpu:
-    log.warning("config.training.n_jitted_steps=%d runs each chunk's steps in a loop, which "
-                "XLA:CPU executes ~13x slower than single steps (measured on configs/digits.py); "
+    log.warning("config.training.n_jitted_steps=%d runs each chunk's steps in a loop, where "
+                "XLA:CPU computes the gradient convolutions without its Eigen kernels (~18x "
+                "slower per step on configs/digits.py; docs/training.md, 'Steps per dispatch'); "
                 "on CPU set --config.training.n_jitted_steps=1", n_stacked)
   stop = False
   step = start_step  # the last step dispatched
