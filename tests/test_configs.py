@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from scorejax.models import precision
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SNAPSHOT = json.loads((pathlib.Path(__file__).parent / "data" / "resolved_configs.json").read_text())
 HELPERS = {"__init__", "blocks", "smoke"}  # configs/ modules that are not configs
@@ -108,7 +110,7 @@ def test_resolved_config_matches_snapshot(entry):
     elif (type(actual[field]), actual[field]) != (type(value), value):
       problems.append(f"{field}: {_show(actual[field])}, should be {_show(value)}")
     actual.pop(field, None)
-  if actual.get("model.name") in ("ncsnpp", "ddpm"):
+  if actual.get("model.name") in precision.MIXED_PRECISION_ARCHITECTURES:
     for field, value in ADDED_MIXED_PRECISION.items():
       if field not in expected and actual.pop(field, "<absent>") != value:
         problems.append(f"{field}: should be {_show(value)}")
