@@ -107,7 +107,11 @@ def test_a_rerun_loads_its_programs_from_the_default_cache(tmp_path):
   # (A first run may hit already: identical programs compiled from two places.)
   programs2, hits2, _ = _cli(tmp_path / "b", *args, env=env)
   print(f"first run: {programs} programs, {hits} cache hits; second: {programs2}, {hits2}")
-  assert programs2 == programs and hits2 == programs2, (programs, hits, programs2, hits2)
+  # The second run compiles nothing: every program it obtains is loaded. (Its count may
+  # differ from the first run's by a program that two data-loader threads obtained at
+  # the same moment, each missing JAX's in-memory cache: seen in CI as 18 then 19.)
+  assert hits2 == programs2 > 0, (programs, hits, programs2, hits2)
+  assert abs(programs2 - programs) <= 2, (programs, hits, programs2, hits2)
   # And off means off.
   _, hits3, where3 = _cli(tmp_path / "c", *args, "--compilation_cache=off", env=env)
   assert hits3 == 0 and where3 == "off"
