@@ -21,8 +21,9 @@ For each config, on whatever backend JAX picks (CPU unless an accelerator is pre
     steps (their fixed costs cancel), against the bare jitted step's rate over n steps
     dispatched back to back (`chained_seconds`: a mean, as the loop's is);
   * sampler (with --sampler_steps): per-evaluation wall time of the Euler few-step
-    sampler with the network against the bare forward pass at the same batch: the
-    fraction of sampling time spent outside the network.
+    sampler with the network against the bare forward pass at the same batch (one
+    sampler call per NFE-count of forward calls, in alternation, medians of `--reps`
+    rounds): the fraction of sampling time spent outside the network.
 
 Measures; asserts nothing. The full-size networks take minutes to compile on a 2-core CPU.
 """
@@ -33,6 +34,7 @@ import argparse
 import importlib
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -103,6 +105,23 @@ def chained_seconds(step, state, x, key, n: int) -> float:
   return (time.perf_counter() - start) / n
 
 
+def interleaved_seconds(*timed, reps: int) -> list[float]:
+  """Median seconds per call of each `(fn, calls)` in `timed`, measured in alternation: each
+  round runs every fn `calls` times in turn (after one warm-up call each), so that a VM whose
+  speed drifts from minute to minute slows all of them alike. A rate measured minutes
+  after another one can differ from it by 10% on the same program."""
+  for fn, _ in timed:
+    jax.block_until_ready(fn())
+  times = [[] for _ in timed]
+  for _ in range(reps):
+    for (fn, calls), out in zip(timed, times):
+      start = time.perf_counter()
+      for _ in range(calls):
+        jax.block_until_ready(fn())
+      out.append((time.perf_counter() - start) / calls)
+  return [statistics.median(t) for t in times]
+
+
 def bench_config(name: str, arg: str, batch: int | None, reps: int, loop_steps: int,
                  sampler_steps: int, dtype: str = "float32") -> dict:
   config = importlib.import_module(f"configs.{name}").get_config(arg)
@@ -149,12 +168,13 @@ def bench_config(name: str, arg: str, batch: int | None, reps: int, loop_steps: 
   if sampler_steps:
     shape = (b,) + c.data_shape
     t_mid = jnp.full((b,), 0.5)
-    forward = jax.jit(lambda st, y: training.ema_score_fn(c, st)(y, t_mid))
-    forward_s = median_seconds(forward, state, x, reps=reps)
+    # t is an argument, as in the sampler's loop (a constant t would be folded into the program).
+    forward = jax.jit(lambda st, y, t: training.ema_score_fn(c, st)(y, t))
     sample = jax.jit(lambda st, k: few_step_sample(
         k, c.sde, training.ema_score_fn(c, st), shape, method="euler", n_steps=sampler_steps))
     nfe = int(sample(state, key)[1])
-    sample_s = median_seconds(lambda st: sample(st, key)[0], state, reps=max(1, reps // 2))
+    forward_s, sample_s = interleaved_seconds(
+        (lambda: forward(state, x, t_mid), nfe), (lambda: sample(state, key)[0], 1), reps=reps)
     row.update(sampler_nfe=nfe, per_nfe_s=sample_s / nfe, forward_s=forward_s,
                sampler_outside_network=1 - forward_s * nfe / sample_s)
   return row
