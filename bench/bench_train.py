@@ -157,7 +157,8 @@ def bench_config(name: str, arg: str, batch: int | None, reps: int, loop_steps: 
     for n in (loop_steps, 2 * loop_steps):
       t.n_iters += n
       start = time.perf_counter()
-      training.train_and_evaluate(config, workdir)
+      # (a config whose learning rate decays to 0 at n_iters changes its schedule here)
+      training.train_and_evaluate(config, workdir, allow_config_change=True)
       seconds.append(time.perf_counter() - start)
     loop_s = (seconds[1] - seconds[0]) / loop_steps
     shutil.rmtree(workdir, ignore_errors=True)

@@ -121,7 +121,7 @@ def ncsnv2(config: ml_collections.ConfigDict, *, name: str, num_scales: int, ema
       nonlinearity="elu",
       nf=128,
   ))
-  config.optim.update(adam(lr=1e-4, warmup=0, grad_clip=-1.0))
+  config.optim.update(lr=1e-4, warmup=0, grad_clip=-1.0)  # NCSNv2's Adam: no warm-up, no clipping
 
 
 def deep(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -141,6 +141,8 @@ def adam(*, lr: float, warmup: int, grad_clip: float = 1.0) -> ml_collections.Co
   optim.beta1 = 0.9
   optim.eps = 1e-8
   optim.weight_decay = 0.0              # coupled L2 decay (added to the gradient)
+  optim.lr_decay = "none"               # after the warm-up: 'none' (constant) | 'cosine' (to 0)
+  optim.decay_steps = optional()        # where the cosine reaches 0; None: the run's n_iters
   return optim
 
 

@@ -1,6 +1,6 @@
 """One trained quick-start digits model shared by every slow test that needs one.
 
-Training `configs/digits.py` takes 6-12 minutes on 2 cores, so the slow tests that
+Training `configs/digits.py` takes 2-6 minutes on 2 cores, so the slow tests that
 need a trained digits model (the quick start's sample quality and bits/dim, and the
 demonstrations of inpainting, guidance and inverse problems on the digits) share one
 run instead of training their own. `trained_digits_workdir()` trains it once, through

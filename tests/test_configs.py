@@ -40,6 +40,8 @@ ADDED = {
     "sampling.eps": 1e-3,         # time floor where samplers stop
     "sampling.n_steps": 20,       # steps of a few-step sampling.method
     "sampling.schedule": "default",  # its time grid ('default': the method's own)
+    "optim.lr_decay": "none",     # constant after the warm-up (score_sde), or 'cosine' to 0
+    "optim.decay_steps": None,    # where the cosine reaches 0 (None: training.n_iters)
 }
 # New in the configs of the networks with mixed precision (NCSN++, DDPM++, DDPM; issue 13).
 ADDED_MIXED_PRECISION = {"model.dtype": "float32"}  # the activations; 'bfloat16' on accelerators

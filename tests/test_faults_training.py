@@ -383,6 +383,12 @@ def test_classify_changes():
   assert changes["needs_flag"] == [("model.ema_rate", 0.99, 0.9)]
   assert changes["harmless"] == [("training.n_iters", 10, 20)]
   assert changes["one_side"] == [("extra", "<absent>", 1)]
+  # Where the learning rate decays to 0 at n_iters, the length shapes the continued training.
+  for run in (old, new):
+    run["optim"].update(lr_decay="cosine", decay_steps=None)
+  assert ("training.n_iters", 10, 20) in classify_changes(old, new)["needs_flag"]
+  old["optim"]["decay_steps"] = new["optim"]["decay_steps"] = 10  # a fixed decay: harmless again
+  assert classify_changes(old, new)["harmless"] == [("training.n_iters", 10, 20)]
 
 
 # --------------------------------------------------------------- full disk from orbax

@@ -25,6 +25,35 @@ def test_warmup_schedule_matches_score_sde():
     assert float(schedule(step)) == pytest.approx(2e-4 * min(step / 5000, 1.0), rel=1e-3, abs=1e-12)
 
 
+def test_cosine_decay_after_warmup_matches_its_closed_form():
+  """lr_decay='cosine': linear warm-up, then lr/2 (1 + cos(pi (step - warmup) / (decay_steps -
+  warmup))) down to 0 at decay_steps (SGDR, Eq. 5, one period), and 0 after it."""
+  lr, warmup, total = 2e-3, 100, 1000
+  schedule = optim.learning_rate_schedule(lr, warmup, "cosine", total)
+  for step in [0, 50, 100, 325, 550, 999, 1000, 5000]:
+    if step < warmup:
+      want = lr * step / warmup
+    else:
+      want = 0.5 * lr * (1 + np.cos(np.pi * min(step - warmup, total - warmup) / (total - warmup)))
+    assert float(schedule(step)) == pytest.approx(want, rel=1e-4, abs=1e-9), step
+  # From a config: decay_steps None is the run's length.
+  config = {"lr": lr, "warmup": warmup, "lr_decay": "cosine", "decay_steps": None}
+
+  class Optim(dict):
+    __getattr__ = dict.__getitem__
+  from_config = optim.schedule_from_config(Optim(config), total)
+  assert [float(from_config(k)) for k in (100, 550, 1000)] == pytest.approx(
+      [float(schedule(k)) for k in (100, 550, 1000)])
+  assert float(optim.schedule_from_config(Optim(config, decay_steps=2000), total)(1000)) > 0.4 * lr
+
+
+def test_cosine_decay_that_ends_before_its_warmup_names_the_fields():
+  with pytest.raises(ValueError, match="decay_steps=50 must exceed config.optim.warmup=100"):
+    optim.learning_rate_schedule(1e-3, 100, "cosine", 50)
+  with pytest.raises(ValueError, match="lr_decay='step'"):
+    optim.learning_rate_schedule(1e-3, 100, "step", 500)
+
+
 def test_optimizer_clips_then_adam():
   tx = optim.make_optimizer(lr=0.1, warmup=0, grad_clip=1.0)
   params = {"w": jnp.zeros(3)}

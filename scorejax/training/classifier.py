@@ -59,8 +59,8 @@ def build_classifier_components(config) -> Components:
   eps = float(c.eps)
   return Components(
       sde=sde, model=model, continuous=True,
-      optimizer=optim.optimizer_from_config(c.optim),
-      learning_rate=optim.learning_rate_schedule(float(c.optim.lr), int(c.optim.warmup)),
+      optimizer=optim.optimizer_from_config(c.optim, int(c.n_iters)),
+      learning_rate=optim.schedule_from_config(c.optim, int(c.n_iters)),
       loss_fn=losses.get_classifier_loss_fn(sde, model, train=True, eps=eps),
       eval_loss_fn=losses.get_classifier_loss_fn(sde, model, train=False, eps=eps),
       data_shape=data.get_data_shape(config), centered=bool(config.data.centered),

@@ -7,7 +7,8 @@ checkpoints compares its config with the record before anything is restored:
   scaling, the SDE and the loss: `IDENTITY_FIELDS`) must not change — a resume with
   a changed one fails with `ConfigMismatchError` listing every difference;
 * fields of the schedule, logging, sampling and evaluation (`HARMLESS_FIELDS`:
-  n_iters, log_freq, ...) may change; the changes are logged;
+  n_iters, log_freq, ...) may change; the changes are logged (n_iters excepted where
+  the learning rate decays to 0 at it: `optim.lr_decay` with `optim.decay_steps` None);
 * any other change (optimizer, seed, batch size, EMA rate, ...) alters the
   continued training and needs `allow_config_change=True` (`--allow_config_change`).
 
@@ -84,17 +85,29 @@ CLASSIFIER_HARMLESS_FIELDS = tuple(f for f in HARMLESS_FIELDS if f != "classifie
     "classifier.eval_freq", "classifier.snapshot_freq", "classifier.snapshot_freq_for_preemption")
 
 
+def _length_sets_the_schedule(flat: Mapping[str, Any], optim: str) -> bool:
+  """Whether the run's learning rate depends on its length: a decay (`optim.lr_decay`) that
+  ends at n_iters (`optim.decay_steps` None; scorejax.training.optim.schedule_from_config)."""
+  return (flat.get(f"{optim}.lr_decay", "none") != "none"
+          and flat.get(f"{optim}.decay_steps") is None)
+
+
 def classify_changes(recorded: Mapping[str, Any], current: Mapping[str, Any], *,
                      identity: tuple[str, ...] = IDENTITY_FIELDS,
                      exceptions: tuple[str, ...] = IDENTITY_EXCEPTIONS,
-                     harmless: tuple[str, ...] = HARMLESS_FIELDS
+                     harmless: tuple[str, ...] = HARMLESS_FIELDS,
+                     schedule: tuple[str, str] = ("training.n_iters", "optim")
                      ) -> dict[str, list[tuple[str, Any, Any]]]:
   """The differing fields as {'refused' | 'needs_flag' | 'harmless' | 'one_side': [(field, old, new)]}.
 
   `identity` (less `exceptions`), `harmless`: prefixes of the fields that may never
-  change and of those that always may (default: a score model's run).
+  change and of those that always may (default: a score model's run). `schedule`: the
+  run's length field and its optimizer's prefix; where the learning rate decays to 0 at
+  the run's length, a changed length changes the continued training (needs the flag).
   """
   old, new = flatten(recorded), flatten(current)
+  length, optim = schedule
+  length_matters = _length_sets_the_schedule(old, optim) or _length_sets_the_schedule(new, optim)
   changes = {"refused": [], "needs_flag": [], "harmless": [], "one_side": []}
   for field in sorted(set(old) | set(new)):
     if field not in old or field not in new:
@@ -102,6 +115,8 @@ def classify_changes(recorded: Mapping[str, Any], current: Mapping[str, Any], *,
     elif old[field] != new[field]:
       if _matches(field, identity) and not _matches(field, exceptions):
         kind = "refused"
+      elif field == length and length_matters:
+        kind = "needs_flag"
       elif _matches(field, harmless):
         kind = "harmless"
       else:
@@ -136,7 +151,8 @@ def check_resume(workdir: str, config, *, allow_config_change: bool = False,
                 workdir, CONFIG_NAME)
     return
   kinds = (dict(identity=CLASSIFIER_IDENTITY_FIELDS, exceptions=CLASSIFIER_IDENTITY_EXCEPTIONS,
-                harmless=CLASSIFIER_HARMLESS_FIELDS) if classifier else {})
+                harmless=CLASSIFIER_HARMLESS_FIELDS,
+                schedule=("classifier.n_iters", "classifier.optim")) if classifier else {})
   changes = classify_changes(recorded, config_as_dict(config), **kinds)
   if changes["refused"]:
     raise ConfigMismatchError(

@@ -70,8 +70,8 @@ def build_components(config) -> Components:
   label_dropout = float(t.get("label_dropout", 0.0))
   return Components(
       sde=sde, model=model, continuous=continuous,
-      optimizer=optim.optimizer_from_config(config.optim),
-      learning_rate=optim.learning_rate_schedule(float(config.optim.lr), int(config.optim.warmup)),
+      optimizer=optim.optimizer_from_config(config.optim, int(t.n_iters)),
+      learning_rate=optim.schedule_from_config(config.optim, int(t.n_iters)),
       loss_fn=losses.get_sde_loss_fn(sde, model, train=True, label_dropout=label_dropout, **common),
       eval_loss_fn=losses.get_sde_loss_fn(sde, model, train=False, **common),
       data_shape=data.get_data_shape(config), centered=bool(config.data.centered),
