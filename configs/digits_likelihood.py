@@ -1,7 +1,8 @@
 """The digits quick start (`digits.py`) trained by maximum likelihood (ScoreFlow: Song,
 Durkan, Murray & Ermon 2021): likelihood weighting lambda(t) = g(t)^2 (their Thm. 1) and
 importance sampling of t ∝ g(t)^2 / sigma(t)^2 (their Sec. 5). Everything else, the
-network and the 2000-step budget included, is `digits.py`'s.
+network and the 1000-step budget with its cosine-decayed learning rate included, is
+`digits.py`'s.
 
 Command:
   python -m scorejax.main --config=configs/digits_likelihood.py --workdir=runs/digits_mle
@@ -9,8 +10,8 @@ Command:
       --mode=likelihood
 
 Expected (tests/test_likelihood_training.py, at step 1000, paired on the same dequantized
-test digits): ODE bits/dim (rtol = atol = 1e-5, the default) 2.68 against digits.py's 3.11
-(-0.435 ± 0.048 on 8 digits), variational bound 2.59 against 3.47 (128 digits). Use tight
+test digits): ODE bits/dim (rtol = atol = 1e-5, the default) 2.45 against digits.py's 2.97
+(-0.53 ± 0.06 on 8 digits), variational bound 2.59 against 3.38 (-0.80 ± 0.04). Use tight
 tolerances: at rtol = 1e-3 the ODE solves of both models are inaccurate.
 `configs/digits_likelihood.py:smoke` is `digits.py:smoke` with this loss.
 """
