@@ -14,8 +14,6 @@ import jax
 import optax
 
 OPTIMIZERS = ("Adam",)
-
-
 LR_DECAYS = ("none", "cosine")
 
 
@@ -25,8 +23,9 @@ def learning_rate_schedule(lr: float, warmup: int, decay: str = "none",
 
   decay='cosine': after the warm-up, half a cosine from lr down to 0 at step `decay_steps`
   (Loshchilov & Hutter 2017, SGDR, Eq. 5 with one period and eta_min = 0), and 0 after it.
-  A short run ends at a low learning rate, with its last updates small: on the digits quick
-  start, 1000 steps so reach the sample quality of 2000 at a constant rate (docs/training.md).
+  A short run so ends at a low learning rate, its last updates small: the digits quick start
+  reaches in 1000 steps the sample quality that 2000 at a constant rate reached
+  (docs/training.md, "The quick start's recipe").
   """
   if decay not in LR_DECAYS:
     raise ValueError(f"config.optim.lr_decay={decay!r} is not one of {LR_DECAYS}")
