@@ -34,7 +34,6 @@ import argparse
 import importlib
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _timing import median_seconds  # noqa: E402
+from _timing import interleaved_seconds, median_seconds  # noqa: E402
 from scorejax import training  # noqa: E402
 from scorejax.models import precision  # noqa: E402
 from scorejax.sampling import few_step_sample  # noqa: E402
@@ -103,23 +102,6 @@ def chained_seconds(step, state, x, key, n: int) -> float:
     state, metrics = step(state, x, key)
   jax.block_until_ready((state, metrics))
   return (time.perf_counter() - start) / n
-
-
-def interleaved_seconds(*timed, reps: int) -> list[float]:
-  """Median seconds per call of each `(fn, calls)` in `timed`, measured in alternation: each
-  round runs every fn `calls` times in turn (after one warm-up call each), so that a VM whose
-  speed drifts from minute to minute slows all of them alike. A rate measured minutes
-  after another one can differ from it by 10% on the same program."""
-  for fn, _ in timed:
-    jax.block_until_ready(fn())
-  times = [[] for _ in timed]
-  for _ in range(reps):
-    for (fn, calls), out in zip(timed, times):
-      start = time.perf_counter()
-      for _ in range(calls):
-        jax.block_until_ready(fn())
-      out.append((time.perf_counter() - start) / calls)
-  return [statistics.median(t) for t in times]
 
 
 def bench_config(name: str, arg: str, batch: int | None, reps: int, loop_steps: int,

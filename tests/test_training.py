@@ -37,14 +37,14 @@ def test_cosine_decay_after_warmup_matches_its_closed_form():
       want = 0.5 * lr * (1 + np.cos(np.pi * min(step - warmup, total - warmup) / (total - warmup)))
     assert float(schedule(step)) == pytest.approx(want, rel=1e-4, abs=1e-9), step
   # From a config: decay_steps None is the run's length.
-  config = {"lr": lr, "warmup": warmup, "lr_decay": "cosine", "decay_steps": None}
-
-  class Optim(dict):
-    __getattr__ = dict.__getitem__
-  from_config = optim.schedule_from_config(Optim(config), total)
+  import ml_collections
+  config = ml_collections.ConfigDict(
+      {"lr": lr, "warmup": warmup, "lr_decay": "cosine", "decay_steps": None})
+  from_config = optim.schedule_from_config(config, total)
   assert [float(from_config(k)) for k in (100, 550, 1000)] == pytest.approx(
       [float(schedule(k)) for k in (100, 550, 1000)])
-  assert float(optim.schedule_from_config(Optim(config, decay_steps=2000), total)(1000)) > 0.4 * lr
+  longer = ml_collections.ConfigDict({**config.to_dict(), "decay_steps": 2000})
+  assert float(optim.schedule_from_config(longer, total)(1000)) > 0.4 * lr
 
 
 def test_cosine_decay_that_ends_before_its_warmup_names_the_fields():
