@@ -115,3 +115,23 @@ def test_a_rerun_loads_its_programs_from_the_default_cache(tmp_path):
   # And off means off.
   _, hits3, where3 = _cli(tmp_path / "c", *args, "--compilation_cache=off", env=env)
   assert hits3 == 0 and where3 == "off"
+
+
+def test_initializers_compiled_for_a_short_compile_give_the_same_parameters():
+  """`jit_init_state` compiles the initializers with fewer LLVM optimizations on CPU
+  (`INIT_CPU_COMPILER_OPTIONS`): the state is bit-identical to a default compile's."""
+  import jax
+  import numpy as np
+  from configs import digits
+  from scorejax import training
+  from scorejax.training import setup
+
+  c = training.build_components(digits.get_config("smoke"))
+  key = jax.random.key(3)
+  fast = setup.jit_init_state(c, None)(key)
+  default = jax.jit(lambda k: setup.init_state(c, k))(key)
+  assert jax.default_backend() != "cpu" or setup.INIT_CPU_COMPILER_OPTIONS
+  leaves, expected = jax.tree.leaves(fast), jax.tree.leaves(default)
+  assert len(leaves) == len(expected) > 10
+  for a, b in zip(leaves, expected):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

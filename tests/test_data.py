@@ -209,6 +209,11 @@ def test_digits():
   assert np.abs(pooled - original[order[1500:]]).mean() < 0.05
   train = data.make_train_batch_fn(config, process_index=0, process_count=1)(0)
   assert train.shape == (100, 16, 16, 1)
+  # Upscaled once per process and size (a run opens both splits), and shared read-only.
+  images = sources.load_digits_images(16)
+  assert sources.load_digits_images(16) is images and not images.flags.writeable
+  split = sources.open_digits_source("test", 16)
+  assert split.flags.writeable and not np.shares_memory(split, images)
 
 
 def test_toy_2d():

@@ -33,7 +33,7 @@ from scorejax.config_check import ConfigError
 from scorejax.report.writer import MetricsWriter
 from scorejax.training import checkpoint, parallel, run_config, run_lock
 from scorejax.training.guard import DivergenceGuard, NonFiniteLossError
-from scorejax.training.setup import (Components, SampleSettings, build_components, init_state,
+from scorejax.training.setup import (Components, SampleSettings, build_components, jit_init_state,
                                      make_snapshot_sampler, num_classes, save_snapshot_samples,
                                      scaled_eval_step, scaled_train_step)
 from scorejax.training.state import TrainState
@@ -224,7 +224,7 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
   base_key = jax.random.key(s.seed)
   init_key, train_key, eval_key = (jax.random.fold_in(base_key, i) for i in range(3))
   rep = parallel.replicated(mesh)
-  state = jax.jit(functools.partial(init_state, c), out_shardings=rep)(init_key)
+  state = jit_init_state(c, rep)(init_key)
 
   manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
                                     snapshot_freq=s.snapshot_freq)
@@ -259,6 +259,7 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
   eval_step = jax.jit(scaled_eval_step(c),
                       in_shardings=(rep, parallel.batch_sharded(mesh), rep), out_shardings=rep)
   copy_state = jax.jit(_copy_state, out_shardings=rep)
+  learning_rate = jax.jit(c.learning_rate)  # one small program, not one per operation of the schedule
   # Several fake CPU devices can deadlock XLA's CPU all-reduce if many steps are in
   # flight on a small machine: wait on every step there.
   on_cpu = jax.devices()[0].platform == "cpu"
@@ -289,7 +290,7 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
       if log_it and (step % s.log_freq == 0 or step == s.n_iters):
         pbar.set_postfix(loss=f"{loss:.4g}", refresh=False)
         writer.scalars(step, {name: float(v[i]) for name, v in metrics.items()}
-                       | {"lr": float(c.learning_rate(step - 1))})
+                       | {"lr": float(learning_rate(step - 1))})
     return None
 
   def diverged(step: int, problem: str) -> NonFiniteLossError:
