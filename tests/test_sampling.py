@@ -258,6 +258,41 @@ def test_bad_sampler_names():
     ode_sample(jax.random.key(0), SDES["vp"], lambda x, t: -x, (2, 2), solver="rk45")
 
 
+@pytest.mark.parametrize("name", ["euler_maruyama", "reverse_diffusion", "ancestral"])
+def test_each_predictor_evaluates_the_score_once_at_its_input(name):
+  """The contract the PC sampler relies on to hand a predictor the score it computed."""
+  from scorejax.sampling.predictors import get_predictor
+  calls = []
+
+  def score_fn(x, t):
+    calls.append((x, t))
+    return -x
+
+  sde = SDES["vp"]
+  x, t = jnp.ones((4, 2)), jnp.full((4,), 0.5)
+  get_predictor(name)(jax.random.key(0), sde, score_fn, x, t, 10)
+  assert len(calls) == 1 and calls[0][0] is x and calls[0][1] is t
+
+
+@pytest.mark.parametrize("corrector", ["langevin", "ald"])
+def test_pc_loop_evaluates_the_network_at_one_place(corrector):
+  """score_fn is traced twice for a predictor with two corrector steps per level: once
+  for the argument check, once in the loop's body (the network is compiled once, not
+  once per kind of step), and the sampler still makes 3 evaluations per level."""
+  mix = analytic.imbalanced_mixture_2d()
+  sde = SDES["ve"]  # VP's discrete betas exceed 1 at 10 levels (sqrt(1 - beta) is NaN)
+  exact = analytic.marginal_score_fn(mix, sde)
+  traced = []
+
+  def score_fn(x, t):
+    traced.append(1)
+    return exact(x, t)
+
+  x, nfe = jax.jit(lambda k: pc_sample(k, sde, score_fn, (8, 2), n_steps=10, corrector=corrector,
+                                       n_corrector_steps=2))(jax.random.key(0))
+  assert len(traced) == 2 and nfe == 30 and bool(jnp.all(jnp.isfinite(x)))
+
+
 def test_pc_trajectory_ends_where_pc_sample_ends():
   from scorejax.sampling import pc_trajectory
   mix = analytic.imbalanced_mixture_2d()

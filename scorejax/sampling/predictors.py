@@ -5,7 +5,9 @@ Each predictor is a pure function
     predictor(key, sde, score_fn, x, t, n) -> (x, x_mean)
 
 advancing x from t to t - T/n on an n-step grid; `x_mean` is the step without its
-fresh noise (returned as the denoised sample after the last step). `sde` is the
+fresh noise (returned as the denoised sample after the last step). Each evaluates
+`score_fn` exactly once, at (x, t): the PC sampler passes the score it computed there
+(`scorejax.sampling.pc`; `tests/test_sampling.py` checks the contract). `sde` is the
 forward SDE; everything SDE-specific is read from it (its discretization, its
 ancestral step), never from its class.
 """
