@@ -21,10 +21,10 @@ gave 76% with the corrector and 72% without, and 800 steps with the cosine 72%.
 Command:
   python -m scorejax.main --config=configs/digits.py --workdir=runs/digits
 
-Expected: 1000 steps in about 2 minutes on a 2-core CPU (an AMD EPYC with AVX-512:
-123-129 s, compilation and the sample grid included, against 208-230 s for the earlier
-recipe's 2000 steps in the same sessions, 2026-11-26/27; on the slower 2-core machines where
-the earlier recipe took 6-10 minutes, a little over half of that). A grid of 64 EMA samples lands in
+Expected: 1000 steps in under 2 minutes on a 2-core CPU (an AMD EPYC with AVX-512:
+110 s, compilation and the sample grid included, against 250 s for the earlier recipe's
+2000 steps run back to back, 2026-11-27; on the slower 2-core machines where the earlier
+recipe took 6-10 minutes, about half of that: an estimate, not measured there). A grid of 64 EMA samples lands in
 `runs/digits/samples/step_00001000.png` (with the `.npy` array next to it);
 metrics in `runs/digits/metrics.jsonl` (training loss and learning rate every 50
 steps, test-split `eval_loss` every 250) and TensorBoard. The grid shows

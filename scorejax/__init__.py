@@ -12,6 +12,8 @@ See docs/design.md for the map.
 
 __version__ = "0.1.0"
 
+from scorejax import cpu_host_memory as _cpu_host_memory
 from scorejax import xla_cpu_defaults as _xla_cpu_defaults
 
 _xla_cpu_defaults.apply()  # before any backend starts (scorejax/xla_cpu_defaults.py)
+_cpu_host_memory.apply()  # likewise (scorejax/cpu_host_memory.py)
