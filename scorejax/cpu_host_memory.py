@@ -35,7 +35,6 @@ scorejax keeps the dispatch mode it started with.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 ASYNC_DISPATCH_VARIABLE = "JAX_CPU_ENABLE_ASYNC_DISPATCH"
@@ -49,12 +48,12 @@ def _malloc_named(environ) -> bool:
 
 
 def _glibc():
-  """The C library if it is glibc (it has `mallopt`), else None."""
+  """The process's C library if it is glibc (it has `mallopt`), else None."""
   try:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    return libc if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
+    libc = ctypes.CDLL(None)  # the symbols already loaded: no library search
   except OSError:
     return None
+  return libc if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
 
 
 def apply(environ=os.environ) -> dict:
