@@ -196,15 +196,6 @@ def init_from_run(c: Components, source_workdir: str, state: TrainState) -> Trai
                  out_shardings=parallel.replicated(parallel.data_mesh()))(params)
 
 
-# On accelerators the step donates the state (updated in place: one copy of it in device
-# memory). On CPU it does not: with the state's buffers aliased to the outputs, XLA:CPU
-# lays out the step's temporaries differently (NCSN++ at batch 8: 1090 MB instead of
-# 394 MB) and the same reduction kernels run up to 10x slower, the whole step ~30%
-# slower (2-core AMD EPYC: NCSN++ 3.9 s against 2.7-2.95 s, DDPM++ 3.4-3.55 s against
-# 2.45-2.75 s, digits alike); host memory holds the extra copy easily.
-DONATE_STATE_ON_CPU = False
-
-
 def _copy_state(state: TrainState) -> TrainState:
   return jax.tree.map(jnp.copy, state)
 
@@ -262,7 +253,13 @@ def train(c: Components, s: TrainSettings, workdir: str, *, batch_fn: Callable[[
     on_start(start_step)
 
   on_cpu = jax.devices()[0].platform == "cpu"
-  donate = DONATE_STATE_ON_CPU or not on_cpu
+  # On accelerators the step donates the state (updated in place: one copy of it in device
+  # memory). On CPU it does not: with the state's buffers aliased to the outputs, XLA:CPU
+  # lays out the step's temporaries differently (NCSN++ at batch 8: 1090 MB instead of
+  # 394 MB) and the same reduction kernels run up to 10x slower, the whole step ~30%
+  # slower (2-core AMD EPYC: NCSN++ 3.9 s against 2.7-2.95 s, DDPM++ 3.4-3.55 s against
+  # 2.45-2.75 s; docs/training.md); host memory holds the extra copy easily.
+  donate = not on_cpu
   train_steps = jax.jit(
       make_multi_step(scaled_train_step(c, s.ema_rate)),
       in_shardings=(rep, parallel.stacked_batch_sharded(mesh), None, rep),
